@@ -1,0 +1,1 @@
+"""Subcommands of the `crossover` CLI; each module exposes `register(subparsers)`."""
