@@ -1,0 +1,117 @@
+"""Break-even: the demand above which paying for replicas beats the API, replica by replica.
+
+With fixed overhead the first replicas are special: self-hosting wins at demand `d` when some `k` replicas
+cost less than the API bill they replace, `k·h + F < api·min(d, k·u·cap)`. The smallest such `k` sets the
+entry point; each later replica pays for itself once the overflow beyond its predecessors (which would
+otherwise go to the API) is worth its hourly price.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from costpolicy.economics import api_cost_per_call, api_per_million_tokens, mix_capacity_tps
+from costpolicy.money import HOURS_PER_MONTH, MILLION, SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_MONTH
+from costpolicy.spec import CostSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaBreakEven:
+    """Replica `replicas` is worth paying for once demand reaches `tokens_per_second` at the given mix."""
+
+    replicas: int
+    tokens_per_second: Decimal
+    tokens_per_day: Decimal
+    calls_per_month: Decimal
+    capacity_tokens_per_second: Decimal  # what `replicas` replicas serve at the target utilisation
+
+
+@dataclass(frozen=True, slots=True)
+class BreakEven:
+    input_tokens_per_call: Decimal
+    output_tokens_per_call: Decimal
+    replica_cost_per_hour: Decimal
+    fixed_cost_per_month: Decimal
+    api_cost_per_call: Decimal
+    api_per_million_tokens: Decimal
+    replica_capacity_tokens_per_second: Decimal  # one replica at the target utilisation, at this mix
+    points: tuple[ReplicaBreakEven, ...]  # empty when self-hosting never wins at this mix
+
+    @property
+    def entry(self) -> ReplicaBreakEven | None:
+        """The demand at which self-hosting starts to win (None: never, at this mix and utilisation)."""
+        return self.points[0] if self.points else None
+
+
+def calls_per_month_to_break_even(monthly_cost: Decimal, cost_per_call: Decimal) -> Decimal:
+    """Calls a month whose API bill equals `monthly_cost` (the classic spreadsheet figure)."""
+    if cost_per_call <= 0:
+        raise ValueError("cost per call must be greater than zero")
+    return monthly_cost / cost_per_call
+
+
+def tokens_per_day(tokens_per_second: Decimal) -> Decimal:
+    return tokens_per_second * SECONDS_PER_DAY
+
+
+def break_even(spec: CostSpec, input_tokens: Decimal, output_tokens: Decimal) -> BreakEven:
+    """Break-even points for replicas 1..replicas.max at one call shape (input and output tokens per call)."""
+    per_call_tokens = input_tokens + output_tokens
+    h = spec.replica_cost_per_hour() / SECONDS_PER_HOUR  # $ per replica-second
+    fixed = spec.overhead_per_hour() / SECONDS_PER_HOUR
+    api_per_token = api_per_million_tokens(spec.api_pricing, input_tokens, output_tokens) / MILLION
+    replica_tps = spec.policy.target_utilization * mix_capacity_tps(spec.capacity, input_tokens, output_tokens)
+
+    def point(k: int, tps: Decimal) -> ReplicaBreakEven:
+        return ReplicaBreakEven(
+            replicas=k,
+            tokens_per_second=tps,
+            tokens_per_day=tokens_per_day(tps),
+            calls_per_month=tps * SECONDS_PER_MONTH / per_call_tokens,
+            capacity_tokens_per_second=k * replica_tps,
+        )
+
+    points: list[ReplicaBreakEven] = []
+    margin_per_replica = api_per_token * replica_tps - h  # $/s a full replica saves over the API
+    if margin_per_replica > 0:
+        first = int(fixed / margin_per_replica) + 1  # smallest k with k·margin > fixed
+        if first <= spec.replicas.max:
+            points.append(point(first, (first * h + fixed) / api_per_token))
+            for k in range(first + 1, spec.replicas.max + 1):
+                points.append(point(k, (k - 1) * replica_tps + h / api_per_token))
+    return BreakEven(
+        input_tokens_per_call=input_tokens,
+        output_tokens_per_call=output_tokens,
+        replica_cost_per_hour=spec.replica_cost_per_hour(),
+        fixed_cost_per_month=spec.self_hosted.overhead_per_month,
+        api_cost_per_call=api_cost_per_call(spec.api_pricing, input_tokens, output_tokens),
+        api_per_million_tokens=api_per_token * MILLION,
+        replica_capacity_tokens_per_second=replica_tps,
+        points=tuple(points),
+    )
+
+
+def monthly_cost_curves(
+    spec: CostSpec, input_tokens: Decimal, output_tokens: Decimal, daily_volumes: list[Decimal]
+) -> dict[str, list[Decimal | None]]:
+    """Monthly cost against daily token volume: the API, each replica count (None past its capacity, where
+    it would have to spill), and the cheapest mix of replicas plus spill (what CostOptimized aims for)."""
+    api_per_token = api_per_million_tokens(spec.api_pricing, input_tokens, output_tokens) / MILLION
+    replica_tps = spec.policy.target_utilization * mix_capacity_tps(spec.capacity, input_tokens, output_tokens)
+    days_per_month = HOURS_PER_MONTH / 24
+    curves: dict[str, list[Decimal | None]] = {"api": [], "best": []}
+    for k in range(1, spec.replicas.max + 1):
+        curves[f"replicas={k}"] = []
+    for volume in daily_volumes:
+        api_month = volume * days_per_month * api_per_token
+        curves["api"].append(api_month)
+        tps = volume / SECONDS_PER_DAY
+        best = api_month
+        for k in range(1, spec.replicas.max + 1):
+            fixed = (k * spec.replica_cost_per_hour() + spec.overhead_per_hour()) * HOURS_PER_MONTH
+            overflow = max(Decimal(0), tps - k * replica_tps) * SECONDS_PER_MONTH * api_per_token
+            curves[f"replicas={k}"].append(fixed if tps <= k * replica_tps else None)
+            best = min(best, fixed + overflow)
+        curves["best"].append(best)
+    return curves

@@ -1,0 +1,473 @@
+"""decide(spec, snapshot, history, now) -> Decision: the whole policy, pure and deterministic.
+
+The pipeline follows the HPA's (`convertDesiredReplicasWithRules`), priced in dollars:
+
+1. raw: the replica count with the lowest hourly cost (replicas + overhead + API spill + amortised cold
+   starts), subject to the API's token limit and the monthly budget; per mode for SelfHostedOnly/APIOnly;
+2. margin: keep the current count unless the cheapest saves more than `breakEvenMargin` × the hourly cost
+   of the replicas it would add or remove (hysteresis in dollars);
+3. stabilisation: scale up to the lowest count recommended over the up-window, down to the highest over the
+   down-window (a window the history does not cover counts as "current": a restart never scales down);
+4. rate limits per decision; 5. clamp to replicas.min..max.
+
+The spill fraction then follows from demand against the replicas that are ready and will stay.
+"""
+
+from __future__ import annotations
+
+import calendar
+import itertools
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from costpolicy.breakeven import break_even
+from costpolicy.decision import Action, Costs, Decision, Flags, Reason, Recommendation, Stage
+from costpolicy.economics import (
+    api_cost_per_second,
+    busy_replicas,
+    plan_cost_per_hour,
+    self_hosted_cost_per_hour,
+    served_fraction,
+)
+from costpolicy.money import MILLION, ONE, SECONDS_PER_HOUR, ZERO, ceil_int, fmt_money, quantize
+from costpolicy.snapshot import Demand, Snapshot
+from costpolicy.spec import CostSpec, PolicyMode
+
+# Plans spilling within this share of the provider's token limit count as over it (headroom for bursts).
+API_LIMIT_HEADROOM = Decimal("0.9")
+
+
+def decide(spec: CostSpec, snapshot: Snapshot, history: Sequence[Recommendation], now: datetime) -> Decision:
+    """Decide replicas and spill for one deployment at `now`. Same inputs, same Decision."""
+    current = snapshot.replicas.desired
+    demand = snapshot.demand
+    if demand is None:
+        return _hold(spec, snapshot, history, now, Reason.METRICS_UNAVAILABLE, "metrics could not be read")
+    age = (now - snapshot.observed_at).total_seconds()
+    if age > spec.policy.metrics_max_age_seconds:
+        return _hold(
+            spec,
+            snapshot,
+            history,
+            now,
+            Reason.METRICS_STALE,
+            f"newest metrics are {int(age)}s old (limit {spec.policy.metrics_max_age_seconds}s)",
+        )
+
+    api = _api_allowance(spec, snapshot, demand, now)
+    stages: list[Stage] = [_raw_stage(spec, snapshot, demand, api)]
+    rec = stages[-1].replicas
+    cost_mode = spec.policy.mode in (PolicyMode.COST_OPTIMIZED, PolicyMode.ADVISORY)
+    if cost_mode and spec.replicas.pinned is None and rec != current:
+        stages.append(_margin_stage(spec, snapshot, demand, api, rec))
+        rec = stages[-1].replicas
+    new_history = _record(history, rec, now, _longest_window(spec))
+    if spec.replicas.pinned is None:  # a pin is the user's explicit word: no windows, no rate limits
+        stages.append(_stabilize(spec, new_history, current, rec, now))
+        stages.append(_rate_limit(spec, current, stages[-1].replicas))
+    stages.append(_clamp(spec, stages[-1].replicas))
+    final = stages[-1].replicas
+
+    spill, spill_note = _spill(spec, snapshot, demand, final, api)
+    deciding = _deciding_stage(stages)
+    message = deciding.message + (f"; {spill_note}" if spill_note else "")
+    return Decision(
+        time=now,
+        mode=spec.policy.mode,
+        current_replicas=current,
+        replicas=final,
+        recommended_replicas=stages[0].replicas,
+        spill_fraction=spill,
+        action=_action(current, final),
+        reason=deciding.reason,
+        message=message,
+        actuate=spec.policy.mode is not PolicyMode.ADVISORY,
+        stages=tuple(stages),
+        costs=_costs(spec, demand, final, spill),
+        flags=Flags(
+            metrics_available=True,
+            capacity_limited=snapshot.replicas.unschedulable > 0 or _beyond_max(spec, demand, final),
+            budget_exceeded=api.budget_exhausted,
+            api_rate_limited=api.throttled or api.token_limited,
+            spilling=spill > 0,
+        ),
+        history=new_history,
+    )
+
+
+class _APIAllowance:
+    """How much the API may take right now: its token limit, the budget's pace, provider throttling."""
+
+    def __init__(
+        self,
+        max_tps: Decimal | None,
+        max_dollars_per_hour: Decimal | None,
+        budget_exhausted: bool,
+        throttled: bool,
+    ) -> None:
+        self.max_tps = max_tps
+        self.max_dollars_per_hour = max_dollars_per_hour
+        self.budget_exhausted = budget_exhausted
+        self.throttled = throttled
+        self.token_limited = False  # set when the limit changed the raw recommendation
+
+    @property
+    def available(self) -> bool:
+        return not (self.budget_exhausted or self.throttled)
+
+    def max_spill(self, spec: CostSpec, demand: Demand) -> Decimal:
+        """Largest share of `demand` the API may take, in [0, 1]."""
+        if not self.available or demand.total_tps <= 0:
+            return ZERO if not self.available else ONE
+        share = ONE
+        if self.max_tps is not None:
+            share = min(share, self.max_tps / demand.total_tps)
+        if self.max_dollars_per_hour is not None:
+            full = api_cost_per_second(demand, spec.api_pricing) * SECONDS_PER_HOUR
+            if full > 0:
+                share = min(share, self.max_dollars_per_hour / full)
+        return max(ZERO, share)
+
+
+def _api_allowance(spec: CostSpec, snapshot: Snapshot, demand: Demand, now: datetime) -> _APIAllowance:
+    max_tps = None
+    if spec.api_limits.tokens_per_minute is not None:
+        max_tps = Decimal(spec.api_limits.tokens_per_minute) * API_LIMIT_HEADROOM / 60
+    if (
+        spec.api_limits.requests_per_minute is not None
+        and demand.requests_per_second
+        and demand.requests_per_second > 0
+    ):
+        tokens_per_request = demand.total_tps / demand.requests_per_second
+        by_requests = Decimal(spec.api_limits.requests_per_minute) * API_LIMIT_HEADROOM / 60 * tokens_per_request
+        max_tps = by_requests if max_tps is None else min(max_tps, by_requests)
+    pace = None
+    exhausted = False
+    budget = spec.policy.budget.api_per_month
+    if budget is not None:
+        spent = snapshot.api_spend_this_month or ZERO
+        remaining = budget - spent
+        exhausted = remaining <= 0
+        pace = max(ZERO, remaining) / _hours_left_in_month(now)
+    return _APIAllowance(max_tps, pace, exhausted, snapshot.api_throttled)
+
+
+def _hours_left_in_month(now: datetime) -> Decimal:
+    now_utc = now.astimezone(UTC)
+    days = calendar.monthrange(now_utc.year, now_utc.month)[1]
+    month_end = now_utc.replace(day=1, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=days)
+    return max(Decimal(1) / 60, Decimal((month_end - now_utc).total_seconds()) / SECONDS_PER_HOUR)
+
+
+def _beyond_max(spec: CostSpec, demand: Demand, final: int) -> bool:
+    """replicas.max binds: demand needs more replicas than may exist (not when the API is the plan)."""
+    if spec.policy.mode is PolicyMode.API_ONLY or final < spec.replicas.max:
+        return False
+    return _self_host_all(spec, demand) > spec.replicas.max
+
+
+def _self_host_all(spec: CostSpec, demand: Demand) -> int:
+    return ceil_int(busy_replicas(demand, spec.capacity) / spec.policy.target_utilization)
+
+
+def _raw_stage(spec: CostSpec, snapshot: Snapshot, demand: Demand, api: _APIAllowance) -> Stage:
+    mode = spec.policy.mode
+    if spec.replicas.pinned is not None:
+        return Stage("raw", spec.replicas.pinned, Reason.PINNED, f"pinned at {spec.replicas.pinned} replica(s)")
+    if mode is PolicyMode.API_ONLY:
+        return Stage("raw", 0, Reason.API_ONLY, "APIOnly mode: all traffic goes to the API")
+    if mode is PolicyMode.SELF_HOSTED_ONLY:
+        need = _self_host_all(spec, demand)
+        return Stage("raw", need, Reason.SELF_HOSTED_ONLY, f"SelfHostedOnly mode: {need} replica(s) serve all demand")
+    if demand.total_tps <= 0:
+        return Stage("raw", 0, Reason.NO_DEMAND, "no demand: no replica is worth paying for")
+
+    best_free = _cheapest(spec, demand, snapshot.replicas.billed, None)
+    best = _cheapest(spec, demand, snapshot.replicas.billed, api)
+    if best is None:  # even replicas.max cannot absorb what the API may not take
+        n = spec.replicas.max
+        reason, why = _constraint_reason(api)
+        return Stage("raw", _self_host_all(spec, demand), reason, f"{why}: needs more than replicas.max ({n})")
+    n, cost = best
+    if best_free is not None and best_free[0] != n:
+        api.token_limited = not api.budget_exhausted and not api.throttled and api.max_tps is not None
+        reason, why = _constraint_reason(api)
+        return Stage(
+            "raw",
+            n,
+            reason,
+            f"{why}: {n} replica(s) at {fmt_money(cost)}/h (cheapest unconstrained: "
+            f"{best_free[0]} at {fmt_money(best_free[1])}/h)",
+        )
+    if n == 0:
+        api_hour = api_cost_per_second(demand, spec.api_pricing) * SECONDS_PER_HOUR
+        return Stage("raw", 0, Reason.API_CHEAPER, f"API cheaper: {fmt_money(api_hour)}/h for all demand")
+    at_max = " (replicas.max reached)" if n == spec.replicas.max and _beyond_max(spec, demand, n) else ""
+    return Stage(
+        "raw",
+        n,
+        Reason.SELF_HOSTED_CHEAPER,
+        f"self-hosting cheaper: {n} replica(s) at {fmt_money(cost)}/h{at_max}",
+    )
+
+
+def _constraint_reason(api: _APIAllowance) -> tuple[Reason, str]:
+    if api.budget_exhausted:
+        return Reason.BUDGET_EXCEEDED, "API budget exhausted this month, self-hosting instead"
+    if api.throttled:
+        return Reason.API_RATE_LIMITED, "API is throttling requests, self-hosting instead"
+    if api.max_tps is not None and api.token_limited:
+        return Reason.API_RATE_LIMITED, "API token limit would be exceeded, self-hosting more"
+    return Reason.BUDGET_EXCEEDED, "API spend paced to last the monthly budget, self-hosting more"
+
+
+def _cheapest(spec: CostSpec, demand: Demand, billed: int, api: _APIAllowance | None) -> tuple[int, Decimal] | None:
+    """The cheapest replica count in 0..max whose spill the API may take (ties go to fewer replicas)."""
+    max_spill = ONE if api is None else api.max_spill(spec, demand)
+    busy = busy_replicas(demand, spec.capacity)
+    best: tuple[int, Decimal] | None = None
+    for n in range(spec.replicas.max + 1):
+        spill = 1 - served_fraction(busy, n, spec.policy.target_utilization)
+        if spill > max_spill:
+            continue
+        cost = plan_cost_per_hour(spec, demand, n, billed_now=billed)
+        if cost is not None and (best is None or cost < best[1]):
+            best = (n, cost)
+    return best
+
+
+def _margin_stage(spec: CostSpec, snapshot: Snapshot, demand: Demand, api: _APIAllowance, rec: int) -> Stage:
+    current = snapshot.replicas.desired
+    billed = snapshot.replicas.billed
+    busy = busy_replicas(demand, spec.capacity)
+    current_spill = 1 - served_fraction(busy, current, spec.policy.target_utilization)
+    if current > spec.replicas.max or current_spill > api.max_spill(spec, demand):
+        return Stage("margin", rec, Reason.WITHIN_MARGIN, "current replicas not allowed; margin not applied")
+    now_cost = plan_cost_per_hour(spec, demand, current, billed_now=billed)
+    best_cost = plan_cost_per_hour(spec, demand, rec, billed_now=billed)
+    if now_cost is None or best_cost is None:
+        return Stage("margin", rec, Reason.WITHIN_MARGIN, "margin not applicable")
+    # a change must save more than `margin` × the cost of the replicas it adds or removes: the band is in
+    # dollars of the decision itself, so it stays as tight at 50 replicas of spill as at one
+    changed = abs(rec - current) * spec.replica_cost_per_hour()
+    if min(rec, current) == 0:
+        changed += spec.overhead_per_hour()
+    saving = now_cost - best_cost
+    if saving <= spec.policy.break_even_margin * changed:
+        return Stage(
+            "margin",
+            current,
+            Reason.WITHIN_MARGIN,
+            f"keeping {current} replica(s): {rec} would save {fmt_money(saving)}/h, not more than "
+            f"{quantize(spec.policy.break_even_margin * 100, 1)}% of the {fmt_money(changed)}/h it changes",
+        )
+    return Stage("margin", rec, Reason.WITHIN_MARGIN, f"{rec} replica(s) beat {current} by more than the margin")
+
+
+def _longest_window(spec: CostSpec) -> int:
+    return max(spec.policy.scale_up_stabilization_seconds, spec.policy.scale_down_stabilization_seconds)
+
+
+def _record(history: Sequence[Recommendation], rec: int, now: datetime, window: int) -> tuple[Recommendation, ...]:
+    """Append `rec` if it differs from the last entry; drop entries wholly older than the longest window."""
+    entries = list(history)
+    if not entries or entries[-1].replicas != rec:
+        entries.append(Recommendation(now, rec))
+    horizon = now - timedelta(seconds=window)
+    # entry i is in force until entry i+1 starts: keep it while that end lies inside the window
+    first = 0
+    while first + 1 < len(entries) and entries[first + 1].since <= horizon:
+        first += 1
+    return tuple(entries[first:])
+
+
+def _window_values(history: Sequence[Recommendation], now: datetime, seconds: int) -> tuple[list[int], bool]:
+    """Recommendations in force during the last `seconds`, and whether the history covers the whole window."""
+    start = now - timedelta(seconds=seconds)
+    values = [
+        entry.replicas for i, entry in enumerate(history) if i + 1 >= len(history) or history[i + 1].since > start
+    ]
+    covered = bool(history) and history[0].since <= start
+    return values, covered
+
+
+def _stabilize(spec: CostSpec, history: Sequence[Recommendation], current: int, rec: int, now: datetime) -> Stage:
+    if rec > current:
+        values, _ = _window_values(history, now, spec.policy.scale_up_stabilization_seconds)
+        target = max(current, min(values))
+        if target < rec:
+            return Stage(
+                "stabilization",
+                target,
+                Reason.SCALE_UP_STABILIZING,
+                f"scale-up to {rec} held at {target}: lower counts recommended in the last "
+                f"{spec.policy.scale_up_stabilization_seconds}s",
+            )
+    elif rec < current:
+        values, covered = _window_values(history, now, spec.policy.scale_down_stabilization_seconds)
+        if not covered:
+            values.append(current)  # unknown past (a restart): never scale down on lost history
+        target = min(current, max(values))
+        if target > rec:
+            return Stage(
+                "stabilization",
+                target,
+                Reason.SCALE_DOWN_STABILIZING,
+                f"scale-down to {rec} held at {target}: higher counts recommended in the last "
+                f"{spec.policy.scale_down_stabilization_seconds}s",
+            )
+    return Stage("stabilization", rec, Reason.WITHIN_MARGIN, "stable")
+
+
+def _rate_limit(spec: CostSpec, current: int, target: int) -> Stage:
+    up = max(spec.policy.scale_up_max_step, current)
+    if target > current + up:
+        return Stage(
+            "rateLimit",
+            current + up,
+            Reason.SCALE_UP_RATE_LIMITED,
+            f"scale-up to {target} limited to +{up} per decision",
+        )
+    down = spec.policy.scale_down_max_step
+    if down is not None and target < current - down:
+        return Stage(
+            "rateLimit",
+            current - down,
+            Reason.SCALE_DOWN_RATE_LIMITED,
+            f"scale-down to {target} limited to -{down} per decision",
+        )
+    return Stage("rateLimit", target, Reason.WITHIN_MARGIN, "within rate limits")
+
+
+def _clamp(spec: CostSpec, target: int) -> Stage:
+    bounds = spec.replicas
+    if target < bounds.min:
+        return Stage("clamp", bounds.min, Reason.CLAMPED_TO_MIN, f"raised to replicas.min ({bounds.min})")
+    if target > bounds.max:
+        return Stage("clamp", bounds.max, Reason.CLAMPED_TO_MAX, f"capped at replicas.max ({bounds.max})")
+    return Stage("clamp", target, Reason.WITHIN_MARGIN, "within replicas.min..max")
+
+
+def _deciding_stage(stages: Sequence[Stage]) -> Stage:
+    """The last stage that changed the count names the reason; with no change after it, the raw stage does."""
+    deciding = stages[0]
+    for before, after in itertools.pairwise(stages):
+        if after.replicas != before.replicas:
+            deciding = after
+    return deciding
+
+
+def _spill(spec: CostSpec, snapshot: Snapshot, demand: Demand, final: int, api: _APIAllowance) -> tuple[Decimal, str]:
+    """Share of demand to send to the API now, and a note saying why, given who is ready to serve."""
+    mode = spec.policy.mode
+    if mode is PolicyMode.SELF_HOSTED_ONLY:
+        return ZERO, ""
+    if mode is PolicyMode.API_ONLY:
+        return (ONE, "") if api.available else (ZERO, "API unavailable: queueing on self-hosted")
+    u = spec.policy.target_utilization
+    busy = busy_replicas(demand, spec.capacity)
+    serving = min(snapshot.replicas.ready, final)
+    if busy <= 0:
+        spill = ONE if serving == 0 else ZERO
+    else:
+        planned = 1 - served_fraction(busy, final, u)  # beyond what we pay for: cost or replicas.max
+        actual = 1 - served_fraction(busy, serving, u)  # plus what is warming or unschedulable
+        spill = actual
+        if not spec.policy.spill.on_cold_start:
+            spill = planned
+        if not spec.policy.spill.on_saturation and final >= spec.replicas.max:
+            saturation = 1 - served_fraction(busy, spec.replicas.max, u)
+            spill = max(ZERO, spill - saturation)
+    notes = []
+    limit = min(spec.policy.spill.max_fraction, api.max_spill(spec, demand))
+    if spill > limit:
+        notes.append(f"spill capped at {quantize(limit * 100, 1)}%")
+        spill = limit
+    if spill > 0:
+        notes.insert(0, f"spilling {quantize(spill * 100, 1)}% to the API")
+    if snapshot.replicas.unschedulable:
+        notes.append(f"{snapshot.replicas.unschedulable} replica(s) cannot be scheduled")
+    if snapshot.replicas.warming:
+        notes.append(f"{snapshot.replicas.warming} replica(s) warming up")
+    return spill, ", ".join(notes)
+
+
+def _costs(spec: CostSpec, demand: Demand, replicas: int, spill: Decimal) -> Costs:
+    api_per_s = api_cost_per_second(demand, spec.api_pricing)
+    self_hourly = self_hosted_cost_per_hour(spec, replicas)
+    self_tps = (1 - spill) * demand.total_tps
+    entry = None
+    if demand.total_tps > 0:
+        mix = break_even(spec, demand.input_tps, demand.output_tps).entry
+        entry = None if mix is None else mix.tokens_per_second
+    return Costs(
+        replica_per_hour=spec.replica_cost_per_hour(),
+        overhead_per_hour=spec.overhead_per_hour(),
+        api_per_million_tokens=api_per_s * MILLION / demand.total_tps if demand.total_tps > 0 else None,
+        self_hosted_per_million_tokens=(
+            self_hourly / SECONDS_PER_HOUR * MILLION / self_tps if self_tps > 0 and replicas > 0 else None
+        ),
+        break_even_tokens_per_second=entry,
+        self_hosted_hourly=self_hourly,
+        api_hourly=spill * api_per_s * SECONDS_PER_HOUR,
+    )
+
+
+def _action(current: int, final: int) -> Action:
+    if final > current:
+        return Action.SCALE_UP
+    if final < current:
+        return Action.SCALE_DOWN
+    return Action.HOLD
+
+
+def _hold(
+    spec: CostSpec,
+    snapshot: Snapshot,
+    history: Sequence[Recommendation],
+    now: datetime,
+    reason: Reason,
+    why: str,
+) -> Decision:
+    """Missing or stale metrics: keep replicas (within bounds) and the router's current spill, say so."""
+    current = snapshot.replicas.desired
+    final = min(max(current, spec.replicas.min), spec.replicas.max)
+    if spec.policy.mode is PolicyMode.SELF_HOSTED_ONLY:
+        spill = ZERO
+    elif spec.policy.mode is PolicyMode.API_ONLY or snapshot.replicas.ready == 0:
+        spill = ONE  # nothing can serve: the router sends everything to the API anyway
+    else:
+        spill = snapshot.current_spill_fraction if snapshot.current_spill_fraction is not None else ZERO
+    message = f"holding {final} replica(s): {why}"
+    stage = Stage("raw", final, reason, message)
+    return Decision(
+        time=now,
+        mode=spec.policy.mode,
+        current_replicas=current,
+        replicas=final,
+        recommended_replicas=final,
+        spill_fraction=spill,
+        action=_action(current, final),
+        reason=reason,
+        message=message,
+        actuate=spec.policy.mode is not PolicyMode.ADVISORY,
+        stages=(stage,),
+        costs=Costs(
+            replica_per_hour=spec.replica_cost_per_hour(),
+            overhead_per_hour=spec.overhead_per_hour(),
+            api_per_million_tokens=None,
+            self_hosted_per_million_tokens=None,
+            break_even_tokens_per_second=None,
+            self_hosted_hourly=self_hosted_cost_per_hour(spec, final),
+            api_hourly=ZERO,
+        ),
+        flags=Flags(
+            metrics_available=False,
+            capacity_limited=snapshot.replicas.unschedulable > 0,
+            budget_exceeded=False,
+            api_rate_limited=snapshot.api_throttled,
+            spilling=spill > 0,
+        ),
+        history=tuple(history),
+    )

@@ -1,0 +1,329 @@
+"""The economics of one InferenceDeployment: what decide() and the break-even model need to know.
+
+These pydantic models are also embedded in the CRD schema (crossover composes them into the resource), so
+field names are the manifest's camelCase, money is a quoted decimal string, and every cross-field rule is
+written twice on purpose: once as a pydantic validator (for the operator and the CLI) and once as a CEL rule
+in `x-kubernetes-validations` (so the API server rejects it before anything runs).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic.alias_generators import to_camel
+
+from costpolicy.money import HOURS_PER_MONTH, ONE, ZERO
+
+NON_NEGATIVE_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
+POSITIVE_PATTERN = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$"
+FRACTION_PATTERN = r"^(0(\.[0-9]+)?|1(\.0+)?)$"
+
+
+def _parse_decimal_string(value: Any) -> Decimal:
+    """Accept a quoted decimal string (or a Decimal from code); refuse floats and ints with a clear hint."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f'must be a quoted decimal string such as "2.50", not {type(value).__name__} {value!r}')
+    try:
+        parsed = Decimal(value.strip())
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a decimal number") from None
+    if not parsed.is_finite():
+        raise ValueError(f"{value!r} is not a finite decimal number")
+    return parsed
+
+
+def _non_negative(value: Decimal) -> Decimal:
+    if value < ZERO:
+        raise ValueError(f"must not be negative (got {value})")
+    return value
+
+
+def _positive(value: Decimal) -> Decimal:
+    if value <= ZERO:
+        raise ValueError(f"must be greater than zero (got {value})")
+    return value
+
+
+def _fraction(value: Decimal) -> Decimal:
+    if not ZERO <= value <= ONE:
+        raise ValueError(f"must be between 0 and 1 (got {value})")
+    return value
+
+
+NonNegativeDecimal = Annotated[
+    Decimal,
+    BeforeValidator(lambda v: _non_negative(_parse_decimal_string(v))),
+    WithJsonSchema({"type": "string", "pattern": NON_NEGATIVE_PATTERN, "description": "a decimal string, >= 0"}),
+]
+PositiveDecimal = Annotated[
+    Decimal,
+    BeforeValidator(lambda v: _positive(_parse_decimal_string(v))),
+    WithJsonSchema({"type": "string", "pattern": POSITIVE_PATTERN, "description": "a decimal string, > 0"}),
+]
+Fraction = Annotated[
+    Decimal,
+    BeforeValidator(lambda v: _fraction(_parse_decimal_string(v))),
+    WithJsonSchema({"type": "string", "pattern": FRACTION_PATTERN, "description": "a decimal string in [0, 1]"}),
+]
+
+
+class SpecModel(BaseModel):
+    """Base: camelCase aliases, immutable values, unknown fields refused (a typo must not pass silently)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid", use_enum_values=False
+    )
+
+
+class Capacity(SpecModel):
+    """What one replica can process per second, per phase: prefill is an order of magnitude cheaper than decode."""
+
+    prefill_tokens_per_second: PositiveDecimal = Field(
+        description="Input (prompt) tokens one replica prefills per second when busy, as a decimal string."
+    )
+    decode_tokens_per_second: PositiveDecimal = Field(
+        description="Output tokens one replica generates per second across its whole batch, as a decimal string."
+    )
+
+
+class RentedPricing(SpecModel):
+    price_per_gpu_hour: PositiveDecimal = Field(
+        alias="pricePerGPUHour", description="Rental price of one GPU for one hour, in dollars."
+    )
+
+
+class OwnedPricing(SpecModel):
+    """Owned hardware: purchase price amortised linearly, plus the electricity it burns (with the facility's PUE)."""
+
+    purchase_price_per_gpu: PositiveDecimal = Field(
+        alias="purchasePricePerGPU",
+        description="Purchase price of one GPU (with its share of the server), dollars.",
+    )
+    amortization_months: int = Field(gt=0, description="Months over which the purchase price is written off.")
+    power_watts: int = Field(ge=0, description="Average electrical draw of one GPU (with its share of the server).")
+    electricity_price_per_kwh: NonNegativeDecimal = Field(
+        alias="electricityPricePerKWh", description="Price of one kilowatt-hour, in dollars."
+    )
+    pue: Decimal = Field(
+        default=Decimal("1.0"),
+        description="Power usage effectiveness of the facility (1.0 or more), as a decimal string.",
+        json_schema_extra={"type": "string", "pattern": NON_NEGATIVE_PATTERN},
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_pue(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "pue" in data:
+            pue = _parse_decimal_string(data["pue"])
+            if pue < ONE:
+                raise ValueError(f"pue must be 1.0 or more (got {pue})")
+            data = {**data, "pue": pue}
+        return data
+
+
+class SelfHostedPricing(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.rented) != has(self.owned)",
+                    "message": "set exactly one of selfHosted.pricing.rented or selfHosted.pricing.owned",
+                }
+            ]
+        }
+    )
+    rented: RentedPricing | None = Field(default=None, description="GPUs rented by the hour.")
+    owned: OwnedPricing | None = Field(default=None, description="GPUs bought and amortised.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SelfHostedPricing:
+        if (self.rented is None) == (self.owned is None):
+            raise ValueError("set exactly one of selfHosted.pricing.rented or selfHosted.pricing.owned")
+        return self
+
+    def gpu_cost_per_hour(self) -> Decimal:
+        """The cost of keeping one GPU for an hour, whether rented or owned."""
+        if self.rented is not None:
+            return self.rented.price_per_gpu_hour
+        owned = self.owned
+        assert owned is not None  # guaranteed by _exactly_one
+        amortization = owned.purchase_price_per_gpu / (owned.amortization_months * HOURS_PER_MONTH)
+        energy = Decimal(owned.power_watts) / 1000 * owned.pue * owned.electricity_price_per_kwh
+        return amortization + energy
+
+
+class SelfHosted(SpecModel):
+    pricing: SelfHostedPricing = Field(description="How self-hosted GPUs are paid for: rented or owned.")
+    overhead_per_month: NonNegativeDecimal = Field(
+        default=Decimal(0),
+        description=(
+            "Fixed engineering and operations cost per month, paid while self-hosting is in use "
+            "(any replica running), in dollars."
+        ),
+    )
+
+
+class APIPricing(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.cachedInputPerMillion) || "
+                    "double(self.cachedInputPerMillion) <= double(self.inputPerMillion)",
+                    "message": "cachedInputPerMillion must not exceed inputPerMillion",
+                }
+            ]
+        }
+    )
+    input_per_million: PositiveDecimal = Field(description="Price of one million input tokens, in dollars.")
+    output_per_million: PositiveDecimal = Field(description="Price of one million output tokens, in dollars.")
+    cached_input_per_million: NonNegativeDecimal | None = Field(
+        default=None,
+        description="Price of one million cached input tokens, in dollars (defaults to the input price).",
+    )
+
+    @model_validator(mode="after")
+    def _cached_not_dearer(self) -> APIPricing:
+        if self.cached_input_per_million is not None and self.cached_input_per_million > self.input_per_million:
+            raise ValueError("cachedInputPerMillion must not exceed inputPerMillion")
+        return self
+
+    @property
+    def cached_input_price(self) -> Decimal:
+        return self.input_per_million if self.cached_input_per_million is None else self.cached_input_per_million
+
+
+class APILimits(SpecModel):
+    tokens_per_minute: int | None = Field(
+        default=None, gt=0, description="The provider's token rate limit (input + output per minute)."
+    )
+    requests_per_minute: int | None = Field(default=None, gt=0, description="The provider's request rate limit.")
+
+
+class ReplicaBounds(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.min <= self.max", "message": "replicas.min must be <= replicas.max"},
+                {
+                    "rule": "!has(self.pinned) || (self.pinned >= self.min && self.pinned <= self.max)",
+                    "message": "replicas.pinned must lie within replicas.min..max",
+                },
+            ]
+        }
+    )
+    min: int = Field(default=0, ge=0, description="Fewest engine replicas, even when the API is cheaper.")
+    max: int = Field(ge=1, description="Most engine replicas crossover will pay for.")
+    pinned: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Hold exactly this many replicas, bypassing the cost policy (spill still follows readiness). "
+            "Set by `kubectl scale`; remove the field to hand control back to the policy."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReplicaBounds:
+        if self.min > self.max:
+            raise ValueError(f"replicas.min ({self.min}) must be <= replicas.max ({self.max})")
+        if self.pinned is not None and not self.min <= self.pinned <= self.max:
+            raise ValueError(f"replicas.pinned ({self.pinned}) must lie within replicas.min..max")
+        return self
+
+
+class PolicyMode(StrEnum):
+    COST_OPTIMIZED = "CostOptimized"
+    ADVISORY = "Advisory"
+    SELF_HOSTED_ONLY = "SelfHostedOnly"
+    API_ONLY = "APIOnly"
+
+
+class SpillPolicy(SpecModel):
+    on_saturation: bool = Field(
+        default=True, description="Send demand beyond replicas.max (at the target utilisation) to the API."
+    )
+    on_cold_start: bool = Field(
+        default=True, description="Send demand to the API while replicas warm up or cannot be scheduled."
+    )
+    max_fraction: Fraction = Field(default=Decimal(1), description="Largest share of demand ever sent to the API.")
+
+
+class BudgetPolicy(SpecModel):
+    api_per_month: NonNegativeDecimal | None = Field(
+        default=None,
+        description=(
+            "Most to spend on the API per calendar month (UTC), in dollars. crossover paces spill so the budget "
+            "lasts the month and prefers self-hosting, even when dearer, once it would be exceeded."
+        ),
+    )
+
+
+class Policy(SpecModel):
+    mode: PolicyMode = Field(
+        default=PolicyMode.COST_OPTIMIZED,
+        description=(
+            "CostOptimized: scale and spill at the live break-even. Advisory: compute and report, change nothing. "
+            "SelfHostedOnly: scale for demand, never spill. APIOnly: keep replicas.min, send everything to the API."
+        ),
+    )
+    target_utilization: Fraction = Field(
+        default=Decimal("0.8"),
+        description="Busy fraction (prefill + decode time) a replica is planned to run at, in (0, 1].",
+    )
+    break_even_margin: NonNegativeDecimal = Field(
+        default=Decimal("0.10"),
+        description=(
+            "Change the replica count only when the change saves more than this fraction of the hourly cost of the "
+            "replicas it adds or removes (hysteresis in dollars)."
+        ),
+    )
+    scale_up_stabilization_seconds: int = Field(
+        default=60, ge=0, description="Scale up only to the lowest count recommended over this window."
+    )
+    scale_down_stabilization_seconds: int = Field(
+        default=900, ge=0, description="Scale down only to the highest count recommended over this window."
+    )
+    scale_up_max_step: int = Field(
+        default=4, ge=1, description="Most replicas added per decision (or 100 % of current, if larger)."
+    )
+    scale_down_max_step: int | None = Field(
+        default=None, ge=1, description="Most replicas removed per decision; unset means no limit."
+    )
+    metrics_max_age_seconds: int = Field(
+        default=180,
+        gt=0,
+        description="Metrics older than this are stale: replicas are held, never read as zero.",
+    )
+    spill: SpillPolicy = Field(default_factory=SpillPolicy, description="When traffic may go to the hosted API.")
+    budget: BudgetPolicy = Field(default_factory=BudgetPolicy, description="Limits on API spend.")
+
+    @model_validator(mode="after")
+    def _utilization_positive(self) -> Policy:
+        if self.target_utilization <= ZERO:
+            raise ValueError("policy.targetUtilization must be greater than 0")
+        return self
+
+
+class CostSpec(SpecModel):
+    """Everything decide() and the break-even model read, gathered from one InferenceDeployment spec."""
+
+    replicas: ReplicaBounds
+    gpus_per_replica: int = Field(default=1, ge=1)
+    cold_start_seconds: int = Field(default=300, ge=0)
+    capacity: Capacity
+    self_hosted: SelfHosted
+    api_pricing: APIPricing
+    api_limits: APILimits = Field(default_factory=APILimits)
+    policy: Policy = Field(default_factory=Policy)
+
+    def replica_cost_per_hour(self) -> Decimal:
+        return self.self_hosted.pricing.gpu_cost_per_hour() * self.gpus_per_replica
+
+    def overhead_per_hour(self) -> Decimal:
+        return self.self_hosted.overhead_per_month / HOURS_PER_MONTH

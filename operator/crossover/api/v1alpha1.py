@@ -1,0 +1,222 @@
+"""crossover.dev/v1alpha1 InferenceDeployment.
+
+The cost-bearing parts of the spec (pricing, capacity, replicas, policy) are costpolicy's own models, embedded
+as they are, so the manifest, the CRD schema and the decision engine cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from costpolicy.spec import (
+    APILimits,
+    APIPricing,
+    Capacity,
+    CostSpec,
+    NonNegativeDecimal,
+    Policy,
+    ReplicaBounds,
+    SelfHosted,
+    SpecModel,
+)
+
+GROUP = "crossover.dev"
+VERSION = "v1alpha1"
+KIND = "InferenceDeployment"
+PLURAL = "inferencedeployments"
+SINGULAR = "inferencedeployment"
+SHORT_NAMES = ("infd",)
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class EngineKind(StrEnum):
+    VLLM = "vllm"
+    SGLANG = "sglang"
+    TGI = "tgi"
+
+
+class ModelSpec(SpecModel):
+    name: str = Field(min_length=1, description="The model the engine loads, e.g. meta-llama/Llama-3.1-8B-Instruct.")
+    served_name: str | None = Field(
+        default=None, min_length=1, description="The model name clients send; defaults to metadata.name."
+    )
+
+
+class GPUSpec(SpecModel):
+    resource_name: str = Field(
+        default="nvidia.com/gpu",
+        min_length=1,
+        description="Extended resource a replica requests for its GPUs.",
+    )
+    count: int = Field(default=1, ge=1, le=64, description="GPUs per replica (tensor parallel size).")
+    type: str | None = Field(
+        default=None, description="GPU model, e.g. h100-80gb; informational and used as a node selector hint."
+    )
+
+
+class EngineSpec(SpecModel):
+    kind: EngineKind = Field(
+        default=EngineKind.VLLM, description="Serving engine: decides which metric names crossover reads."
+    )
+    image: str = Field(min_length=1, description="Engine container image, e.g. vllm/vllm-openai:v0.11.0.")
+    args: list[str] = Field(default_factory=list, description="Extra engine arguments.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the engine serves its API and /metrics on.")
+    gpu: GPUSpec = Field(default_factory=GPUSpec, description="GPUs each replica requests.")
+    cold_start_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="Seconds from pod start to ready (model load); replicas pay while warming.",
+    )
+    capacity: Capacity = Field(description="What one replica processes per second, per phase.")
+
+
+class SecretKeyRef(SpecModel):
+    name: str = Field(min_length=1, description="Secret in the resource's namespace.")
+    key: str = Field(min_length=1, description="Key within the Secret holding the API key.")
+
+
+class APISpec(SpecModel):
+    base_url: str = Field(
+        alias="baseURL",
+        pattern=r"^https?://",
+        description="Base URL of any OpenAI-compatible API, e.g. https://api.example.com/v1.",
+    )
+    model: str = Field(min_length=1, description="Model name sent to the API (requests are rewritten to it).")
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the API key, sent as a bearer token. Never logged."
+    )
+    pricing: APIPricing = Field(description="The API's prices per million tokens.")
+    limits: APILimits = Field(default_factory=APILimits, description="The provider's rate limits.")
+
+
+class InferenceDeploymentSpec(SpecModel):
+    model: ModelSpec = Field(description="The model served.")
+    engine: EngineSpec = Field(description="The self-hosted engine crossover creates and scales.")
+    replicas: ReplicaBounds = Field(description="Bounds on engine replicas.")
+    self_hosted: SelfHosted = Field(description="What self-hosting costs.")
+    api: APISpec = Field(description="The hosted API traffic spills to.")
+    policy: Policy = Field(default_factory=Policy, description="How crossover decides.")
+
+    def cost_spec(self) -> CostSpec:
+        """The economics decide() needs, taken from this spec."""
+        return CostSpec(
+            replicas=self.replicas,
+            gpus_per_replica=self.engine.gpu.count,
+            cold_start_seconds=self.engine.cold_start_seconds,
+            capacity=self.engine.capacity,
+            self_hosted=self.self_hosted,
+            api_pricing=self.api.pricing,
+            api_limits=self.api.limits,
+            policy=self.policy,
+        )
+
+
+# ---- status ---------------------------------------------------------------------------------------------
+
+
+class StatusModel(BaseModel):
+    """Status is written by crossover; unknown fields are tolerated so older operators can read newer status."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Condition(StatusModel):
+    """metav1.Condition: lastTransitionTime changes only when status flips."""
+
+    type: str
+    status: str = Field(pattern="^(True|False|Unknown)$")
+    reason: str
+    message: str = ""
+    observed_generation: int | None = None
+    last_transition_time: datetime
+
+
+class ReplicasStatus(StatusModel):
+    desired: int = 0
+    ready: int = 0
+    warming: int = 0
+    unschedulable: int = 0
+
+
+class RoutingStatus(StatusModel):
+    """What the router applies per request; written by the operator, watched by the router."""
+
+    mode: str = Field(description="The policy mode in force.")
+    spill_fraction: NonNegativeDecimal = Field(description="Share of requests sent to the API, 0..1.")
+    spill_percent: str | None = Field(default=None, description="spillFraction as a percentage, for display.")
+    api_available: bool = Field(
+        default=True,
+        description="False when the budget is exhausted or the provider throttles: stop spilling.",
+    )
+
+
+class DemandStatus(StatusModel):
+    input_tokens_per_second: NonNegativeDecimal
+    output_tokens_per_second: NonNegativeDecimal
+
+
+class HourlyCost(StatusModel):
+    self_hosted: NonNegativeDecimal
+    api: NonNegativeDecimal
+
+
+class CostStatus(StatusModel):
+    self_hosted_per_million_tokens: NonNegativeDecimal | None = None
+    api_per_million_tokens: NonNegativeDecimal | None = None
+    break_even_tokens_per_second: NonNegativeDecimal | None = None
+    hourly: HourlyCost | None = None
+
+
+class DecisionRecord(StatusModel):
+    time: datetime
+    action: str
+    reason: str
+    message: str
+    replicas: int
+    spill_fraction: NonNegativeDecimal
+
+
+class RecommendationRecord(StatusModel):
+    """Raw recommendations while they change, persisted so a restarted operator keeps its windows."""
+
+    since: datetime
+    replicas: int
+
+
+class InferenceDeploymentStatus(StatusModel):
+    observed_generation: int | None = None
+    selector: str | None = Field(default=None, description="Label selector of the engine pods (scale subresource).")
+    replicas: ReplicasStatus = Field(default_factory=ReplicasStatus)
+    routing: RoutingStatus | None = None
+    demand: DemandStatus | None = None
+    cost: CostStatus | None = None
+    last_decision: DecisionRecord | None = None
+    history: list[DecisionRecord] = Field(default_factory=list)
+    recommendations: list[RecommendationRecord] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class InferenceDeployment(BaseModel):
+    """A whole manifest, as users apply it."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    api_version: str = Field(alias="apiVersion", pattern=f"^{GROUP}/{VERSION}$")
+    kind: str = Field(pattern=f"^{KIND}$")
+    metadata: dict[str, Any]
+    spec: InferenceDeploymentSpec
+    status: InferenceDeploymentStatus | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+
+def spill_percent(fraction: Decimal) -> str:
+    return f"{fraction * 100:.0f}%"
