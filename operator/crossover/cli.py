@@ -15,7 +15,11 @@ from collections.abc import Sequence
 from crossover import __version__
 
 # Module paths that define subcommands, in the order `--help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("crossover.commands.breakeven", "crossover.commands.crds")
+COMMAND_MODULES: tuple[str, ...] = (
+    "crossover.commands.breakeven",
+    "crossover.commands.crds",
+    "crossover.commands.operator",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

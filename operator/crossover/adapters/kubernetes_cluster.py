@@ -1,0 +1,84 @@
+"""The Cluster port on the Kubernetes API: server-side apply for children, the scale subresource for replicas."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from crossover.reconcile.labels import ENGINE, FIELD_MANAGER, engine_name, selector_string
+from crossover.reconcile.ports import EngineState
+
+APPLY = "application/apply-patch+yaml"
+
+
+class KubernetesCluster:
+    def __init__(self, api: client.ApiClient) -> None:
+        self._apps = client.AppsV1Api(api)
+        self._core = client.CoreV1Api(api)
+        self._autoscaling = client.AutoscalingV2Api(api)
+
+    def engine_state(self, namespace: str, name: str) -> EngineState | None:
+        try:
+            deployment = self._apps.read_namespaced_deployment(engine_name(name), namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        pods = self._core.list_namespaced_pod(namespace, label_selector=selector_string(name, ENGINE)).items
+        ready = warming = unschedulable = 0
+        for pod in pods:
+            if pod.metadata is not None and pod.metadata.deletion_timestamp is not None:
+                continue  # terminating: leaving, serves no new requests
+            conditions = {c.type: c for c in ((pod.status.conditions if pod.status else None) or [])}
+            scheduled = conditions.get("PodScheduled")
+            if scheduled is not None and scheduled.status == "False":
+                unschedulable += 1
+            elif conditions.get("Ready") is not None and conditions["Ready"].status == "True":
+                ready += 1
+            else:
+                warming += 1
+        return EngineState(
+            replicas=deployment.spec.replicas if deployment.spec and deployment.spec.replicas is not None else 1,
+            ready=ready,
+            warming=warming,
+            unschedulable=unschedulable,
+        )
+
+    def create(self, manifest: dict[str, Any]) -> None:
+        """Plain create (an Update-operation owner), so later applies that omit a field never reset it."""
+        namespace = manifest["metadata"]["namespace"]
+        try:
+            if manifest["kind"] == "Deployment":
+                # the generated client validates the dict into a V1Deployment itself
+                self._apps.create_namespaced_deployment(namespace, cast(Any, manifest), field_manager=FIELD_MANAGER)
+            else:  # pragma: no cover - only the engine Deployment is created this way
+                raise ValueError(f"create of {manifest['kind']} is not supported")
+        except ApiException as error:
+            if error.status != 409:  # another reconcile created it first: fine, apply follows
+                raise
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        namespace = manifest["metadata"]["namespace"]
+        name = manifest["metadata"]["name"]
+        kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
+        if manifest["kind"] == "Deployment":
+            self._apps.patch_namespaced_deployment(name, namespace, manifest, **kwargs)
+        elif manifest["kind"] == "Service":
+            self._core.patch_namespaced_service(name, namespace, manifest, **kwargs)
+        else:  # pragma: no cover
+            raise ValueError(f"apply of {manifest['kind']} is not supported")
+
+    def scale(self, namespace: str, deployment: str, replicas: int) -> None:
+        self._apps.patch_namespaced_deployment_scale(
+            deployment, namespace, {"spec": {"replicas": replicas}}, field_manager=f"{FIELD_MANAGER}-scaler"
+        )
+
+    def autoscalers_targeting(self, namespace: str, deployment: str) -> list[str]:
+        hpas = self._autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items
+        return [
+            f"HorizontalPodAutoscaler/{h.metadata.name if h.metadata else '?'}"
+            for h in hpas
+            if h.spec and h.spec.scale_target_ref.kind == "Deployment" and h.spec.scale_target_ref.name == deployment
+        ]

@@ -1,0 +1,67 @@
+"""`crossover operator`: run the kopf operator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+from dataclasses import replace
+
+from crossover.settings import OperatorConfig
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "operator",
+        help="run the operator (watches InferenceDeployments)",
+        description=(
+            "Run the crossover operator: every interval, for each InferenceDeployment, read demand from "
+            "Prometheus, decide replicas and spill, scale the engine and write status. Settings come from "
+            "flags, else CROSSOVER_* environment variables (set by the Helm chart), else defaults."
+        ),
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
+    parser.add_argument("--prometheus-url", help="Prometheus base URL (env CROSSOVER_PROMETHEUS_URL)")
+    parser.add_argument(
+        "--interval", type=float, help="seconds between reconciles (env CROSSOVER_RECONCILE_INTERVAL_SECONDS)"
+    )
+    parser.add_argument(
+        "--rate-window", type=int, help="PromQL rate window in seconds (env CROSSOVER_RATE_WINDOW_SECONDS)"
+    )
+    parser.add_argument("--metrics-listen", help="HOST:PORT for the operator's /metrics (env CROSSOVER_METRICS_LISTEN)")
+    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
+    parser.add_argument("--standalone", action="store_true", help="no peering: the only operator (tests, dev)")
+    parser.add_argument("--peering", default="crossover", help="kopf peering name for running several replicas")
+    parser.add_argument("--priority", type=int, help="peering priority (default: random, distinct per replica)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from crossover.main import build_registry
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    cfg = OperatorConfig.from_env()
+    overrides = {
+        "prometheus_url": args.prometheus_url,
+        "interval_seconds": args.interval,
+        "rate_window_seconds": args.rate_window,
+        "metrics_listen": args.metrics_listen,
+    }
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    kopf.run(
+        registry=build_registry(cfg),
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=args.standalone,
+        peering_name=None if args.standalone else args.peering,
+        priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),
+        liveness_endpoint=args.liveness,
+    )
+    return 0

@@ -1,0 +1,138 @@
+"""kopf wiring, kept thin: one startup handler with every kopf setting, one reconcile handler per resource.
+
+Handlers are registered on an explicit registry (not at import time) so the timer interval and adapters come
+from the operator's configuration, and tests can build an operator against any cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from crossover.adapters.kubernetes_cluster import KubernetesCluster
+from crossover.adapters.prometheus_metrics import PrometheusMetrics
+from crossover.api.v1alpha1 import GROUP, PLURAL, VERSION
+from crossover.operator_metrics import (
+    COST_PER_MTOK,
+    DECISIONS,
+    DESIRED_REPLICAS,
+    RECONCILE_ERRORS,
+    RECONCILE_SECONDS,
+    SPILL_FRACTION,
+    serve,
+)
+from crossover.reconcile.step import Outcome, Resource, reconcile
+from crossover.settings import OperatorConfig
+
+log = logging.getLogger("crossover.operator")
+
+FINALIZER = f"{GROUP}/finalizer"
+
+
+def load_kube_config() -> client.ApiClient:
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    state: dict[str, Any] = {"locks": {}, "guard": threading.Lock(), "reconciles": 0}
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        settings.watching.server_timeout = 270
+        settings.watching.client_timeout = 300
+        settings.watching.connect_timeout = 10
+        settings.posting.level = logging.INFO
+        settings.execution.max_workers = 8
+        settings.networking.request_timeout = 30
+        api = load_kube_config()
+        memo.cluster = KubernetesCluster(api)
+        memo.metrics = PrometheusMetrics(cfg.prometheus_url, rate_window_seconds=cfg.rate_window_seconds)
+        if serve_metrics:
+            serve(cfg.metrics_listen)
+        log.info("crossover operator: Prometheus %s, every %ss", cfg.prometheus_url, cfg.interval_seconds)
+
+    @kopf.on.probe(id="reconciles", registry=registry)
+    def reconciles(**_: Any) -> int:
+        return int(state["reconciles"])
+
+    def run(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None:
+        key = f"{body.metadata.namespace}/{body.metadata.name}"
+        with state["guard"]:
+            lock = state["locks"].setdefault(key, threading.Lock())
+        with lock:  # the timer and change handlers never reconcile one resource at once
+            started = time.perf_counter()
+            try:
+                outcome = reconcile(
+                    Resource(
+                        name=body.metadata.name or "",
+                        namespace=body.metadata.namespace or "",
+                        uid=body.metadata.uid or "",
+                        generation=body.metadata.get("generation"),
+                        spec=dict(body.spec),
+                        status=dict(body.status),
+                    ),
+                    memo.cluster,
+                    memo.metrics,
+                    cfg.router,
+                    datetime.now(UTC),
+                )
+            except Exception as error:
+                RECONCILE_ERRORS.labels(kind=type(error).__name__).inc()
+                raise kopf.TemporaryError(
+                    f"reconcile failed: {type(error).__name__}", delay=cfg.interval_seconds
+                ) from error
+            finally:
+                RECONCILE_SECONDS.observe(time.perf_counter() - started)
+                state["reconciles"] += 1
+            _publish(body, patch, outcome)
+
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=cfg.interval_seconds, sharp=True, registry=registry)
+    def tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
+        run(body, memo, patch)
+
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
+    def changed(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
+        run(body, memo, patch)
+
+    return registry
+
+
+def _publish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
+    """Status as one merge patch (keys that disappeared are nulled), events, and the operator's gauges."""
+    for key in body.status:
+        if key not in outcome.status:
+            patch.status[key] = None
+    for key, value in outcome.status.items():
+        patch.status[key] = value
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    decision = outcome.decision
+    if decision is None:
+        return
+    ns, name = body.metadata.namespace or "", body.metadata.name or ""
+    DECISIONS.labels(reason=decision.reason.value, action=decision.action.value).inc()
+    DESIRED_REPLICAS.labels(ns, name).set(decision.replicas)
+    SPILL_FRACTION.labels(ns, name).set(float(decision.spill_fraction))  # metrics are floats by nature
+    for side, value in (
+        ("selfHosted", decision.costs.self_hosted_per_million_tokens),
+        ("api", decision.costs.api_per_million_tokens),
+    ):
+        if value is not None:
+            COST_PER_MTOK.labels(ns, name, side).set(float(value))

@@ -1,0 +1,214 @@
+"""The objects one InferenceDeployment owns, as plain manifests (server-side applied by the operator).
+
+The engine Deployment's manifest carries no `replicas`: replicas are written only through the scale
+subresource, so re-applying the template never fights the scaler (the Deployment is created with the
+initial count once, by a plain create).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from crossover.api.v1alpha1 import API_VERSION, KIND, EngineKind, InferenceDeploymentSpec
+from crossover.reconcile.labels import (
+    ENGINE,
+    ROUTER,
+    engine_name,
+    labels,
+    router_name,
+    selector,
+    service_name,
+)
+
+ROUTER_PORT = 8080
+API_KEY_ENV = "CROSSOVER_API_KEY"
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """Operator-wide settings for the router pods it deploys (from the Helm values)."""
+
+    image: str
+    replicas: int = 2
+    service_account: str = "crossover-router"
+    image_pull_policy: str = "IfNotPresent"
+
+
+def _meta(owner: Owner, name: str, component: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner.name, component),
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+
+
+_RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+}
+
+
+def engine_args(spec: InferenceDeploymentSpec, name: str) -> list[str]:
+    served = spec.model.served_name or name
+    port = str(spec.engine.port)
+    if spec.engine.kind is EngineKind.VLLM:
+        base = ["--model", spec.model.name, "--served-model-name", served, "--port", port]
+    elif spec.engine.kind is EngineKind.SGLANG:
+        base = ["--model-path", spec.model.name, "--served-model-name", served, "--port", port, "--enable-metrics"]
+    else:
+        base = ["--model-id", spec.model.name, "--port", port]
+    return base + list(spec.engine.args)
+
+
+def engine_deployment(owner: Owner, spec: InferenceDeploymentSpec) -> dict[str, Any]:
+    engine = spec.engine
+    gpu = {engine.gpu.resource_name: str(engine.gpu.count)}
+    probe_port = "http"
+    # startup probe covers the cold start (model load) twice over; liveness only takes over afterwards
+    startup_failures = max(3, (2 * engine.cold_start_seconds) // 10 + 1)
+    container = {
+        "name": ENGINE,
+        "image": engine.image,
+        "args": engine_args(spec, owner.name),
+        "ports": [{"name": "http", "containerPort": engine.port, "protocol": "TCP"}],
+        "resources": {"limits": gpu, "requests": gpu},
+        "startupProbe": {
+            "httpGet": {"path": "/health", "port": probe_port},
+            "periodSeconds": 10,
+            "failureThreshold": startup_failures,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/health", "port": probe_port},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": probe_port},
+            "periodSeconds": 15,
+            "failureThreshold": 4,
+        },
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    pod_labels = labels(owner.name, ENGINE)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(owner, engine_name(owner.name), ENGINE),
+        "spec": {
+            "selector": {"matchLabels": selector(owner.name, ENGINE)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(engine.port),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "containers": [container],
+                    "terminationGracePeriodSeconds": 120,
+                    "tolerations": [{"key": engine.gpu.resource_name, "operator": "Exists", "effect": "NoSchedule"}],
+                },
+            },
+        },
+    }
+
+
+def engine_service(owner: Owner, spec: InferenceDeploymentSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(owner, engine_name(owner.name), ENGINE),
+        "spec": {
+            "selector": selector(owner.name, ENGINE),
+            "ports": [{"name": "http", "port": spec.engine.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def router_deployment(owner: Owner, spec: InferenceDeploymentSpec, settings: RouterSettings) -> dict[str, Any]:
+    env: list[dict[str, Any]] = []
+    ref = spec.api.credentials_secret_ref
+    if ref is not None:
+        env.append({"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    container = {
+        "name": ROUTER,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": ["router", "--name", owner.name, "--namespace", owner.namespace, "--listen", f"0.0.0.0:{ROUTER_PORT}"],
+        "env": env,
+        "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "securityContext": _RESTRICTED_CONTAINER,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(owner, router_name(owner.name), ROUTER),
+        "spec": {
+            "replicas": settings.replicas,
+            "selector": {"matchLabels": selector(owner.name, ROUTER)},
+            "template": {
+                "metadata": {
+                    "labels": labels(owner.name, ROUTER),
+                    "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(ROUTER_PORT)},
+                },
+                "spec": {
+                    "serviceAccountName": settings.service_account,
+                    "automountServiceAccountToken": True,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "terminationGracePeriodSeconds": 60,
+                },
+            },
+        },
+    }
+
+
+def router_service(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(owner, service_name(owner.name), ROUTER),
+        "spec": {
+            "selector": selector(owner.name, ROUTER),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def children(owner: Owner, spec: InferenceDeploymentSpec, settings: RouterSettings) -> list[dict[str, Any]]:
+    """Every child, engine Deployment first (it is the one the scaler needs)."""
+    return [
+        engine_deployment(owner, spec),
+        engine_service(owner, spec),
+        router_deployment(owner, spec, settings),
+        router_service(owner),
+    ]

@@ -1,0 +1,50 @@
+"""What reconcile needs from the world, as small Protocols: the Kubernetes and Prometheus adapters implement
+them for real, tests implement them with plain objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from costpolicy.snapshot import Demand
+from crossover.api.v1alpha1 import InferenceDeploymentSpec
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """The engine Deployment as the cluster reports it."""
+
+    replicas: int  # .spec.replicas: what the Deployment asks for now
+    ready: int
+    warming: int  # scheduled, not ready: paid for, serving nothing
+    unschedulable: int  # Pending for lack of resources
+
+
+@dataclass(frozen=True)
+class MetricsReading:
+    """Demand and spend from Prometheus; `demand` None means unknown (unreachable, no series), never zero."""
+
+    demand: Demand | None
+    observed_at: datetime | None
+    api_spend_this_month: Decimal | None = None
+    api_throttled: bool = False
+    error: str | None = None
+    signals: dict[str, Decimal] = field(default_factory=dict)
+
+
+class Cluster(Protocol):
+    def engine_state(self, namespace: str, name: str) -> EngineState | None: ...
+
+    def create(self, manifest: dict[str, Any]) -> None: ...
+
+    def apply(self, manifest: dict[str, Any]) -> None: ...
+
+    def scale(self, namespace: str, deployment: str, replicas: int) -> None: ...
+
+    def autoscalers_targeting(self, namespace: str, deployment: str) -> list[str]: ...
+
+
+class Metrics(Protocol):
+    def read(self, namespace: str, name: str, spec: InferenceDeploymentSpec, now: datetime) -> MetricsReading: ...

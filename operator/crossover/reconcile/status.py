@@ -1,0 +1,54 @@
+"""Turning a Decision into the resource's status: decimals as strings, history kept short."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from costpolicy.decision import Action, Decision, Recommendation
+from costpolicy.money import quantize
+from crossover.api.v1alpha1 import DecisionRecord, InferenceDeploymentStatus, RecommendationRecord
+
+HISTORY_LENGTH = 10
+
+
+def money(value: Decimal | None, places: int = 4) -> str | None:
+    return None if value is None else str(quantize(value, places))
+
+
+def decision_record(decision: Decision) -> DecisionRecord:
+    return DecisionRecord(
+        time=decision.time,
+        action=decision.action.value,
+        reason=decision.reason.value,
+        message=decision.message,
+        replicas=decision.replicas,
+        spill_fraction=quantize(decision.spill_fraction, 4),
+    )
+
+
+def next_history(previous: list[DecisionRecord], decision: Decision) -> list[DecisionRecord]:
+    """Keep decisions that did something or changed their reason; a steady hold is one entry, not ten."""
+    record = decision_record(decision)
+    last = previous[-1] if previous else None
+    if last is not None and decision.action is Action.HOLD and last.reason == record.reason:
+        return previous
+    return [*previous, record][-HISTORY_LENGTH:]
+
+
+def recommendations_from_status(status: InferenceDeploymentStatus) -> tuple[Recommendation, ...]:
+    return tuple(Recommendation(r.since, r.replicas) for r in status.recommendations)
+
+
+def recommendations_to_status(history: tuple[Recommendation, ...]) -> list[RecommendationRecord]:
+    return [RecommendationRecord(since=r.since, replicas=r.replicas) for r in history]
+
+
+def percent(fraction: Decimal) -> str:
+    return f"{quantize(fraction * 100, 0)}%"
+
+
+def dump(status: InferenceDeploymentStatus) -> dict[str, Any]:
+    """JSON-ready status: camelCase keys, decimals as strings, times as RFC 3339."""
+    data: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return data

@@ -1,0 +1,309 @@
+"""One reconcile of one InferenceDeployment: level-based and idempotent, so a timer can call it forever.
+
+children → engine state → metrics → costpolicy.decide → scale (through the scale subresource) → status.
+A spec that cannot be used changes nothing: the last good state stays and a condition and an event say why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from costpolicy import Decision, ReplicaState, Snapshot, decide
+from costpolicy.spec import PolicyMode
+from crossover.api.v1alpha1 import (
+    CostStatus,
+    DemandStatus,
+    HourlyCost,
+    InferenceDeploymentSpec,
+    InferenceDeploymentStatus,
+    ReplicasStatus,
+    RoutingStatus,
+)
+from crossover.manifest import describe_validation_error
+from crossover.reconcile import conditions as cond
+from crossover.reconcile.children import Owner, RouterSettings, children
+from crossover.reconcile.labels import ENGINE, engine_name, selector_string
+from crossover.reconcile.ports import Cluster, EngineState, Metrics, MetricsReading
+from crossover.reconcile.status import (
+    decision_record,
+    dump,
+    money,
+    next_history,
+    percent,
+    recommendations_from_status,
+    recommendations_to_status,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    decision: Decision | None = None
+    scaled_to: int | None = None
+
+
+@dataclass(frozen=True)
+class Resource:
+    """The parts of the custom resource reconcile reads (kopf hands them over as plain dicts)."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int | None
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+
+def reconcile(resource: Resource, cluster: Cluster, metrics: Metrics, router: RouterSettings, now: datetime) -> Outcome:
+    previous = _previous_status(resource.status)
+    try:
+        spec = InferenceDeploymentSpec.model_validate(resource.spec)
+    except ValidationError as error:
+        return _invalid_spec(resource, previous, describe_validation_error(error), now)
+
+    owner = Owner(resource.name, resource.namespace, resource.uid)
+    engine = _ensure_children(owner, spec, previous, cluster, router)
+    conflicts = cluster.autoscalers_targeting(resource.namespace, engine_name(resource.name))
+    reading = metrics.read(resource.namespace, resource.name, spec, now)
+    snapshot = _snapshot(engine, reading, previous, now)
+    decision = decide(spec.cost_spec(), snapshot, recommendations_from_status(previous), now)
+
+    outcome = Outcome(status={}, decision=decision)
+    if decision.actuate and not conflicts and decision.replicas != engine.replicas:
+        cluster.scale(resource.namespace, engine_name(resource.name), decision.replicas)
+        outcome.scaled_to = decision.replicas
+        outcome.events.append(
+            Event(
+                "Normal", decision.action.value, f"{engine.replicas} → {decision.replicas} replicas: {decision.message}"
+            )
+        )
+    status = _status(resource, spec, previous, engine, decision, reading, conflicts, now, outcome)
+    outcome.status = dump(status)
+    return outcome
+
+
+def _previous_status(raw: dict[str, Any]) -> InferenceDeploymentStatus:
+    try:
+        return InferenceDeploymentStatus.model_validate(raw or {})
+    except ValidationError:
+        log.warning("status could not be parsed; starting from an empty status")
+        return InferenceDeploymentStatus()
+
+
+def _ensure_children(
+    owner: Owner,
+    spec: InferenceDeploymentSpec,
+    previous: InferenceDeploymentStatus,
+    cluster: Cluster,
+    router: RouterSettings,
+) -> EngineState:
+    manifests = children(owner, spec, router)
+    engine = cluster.engine_state(owner.namespace, owner.name)
+    if engine is None:
+        initial = (
+            spec.replicas.pinned
+            if spec.replicas.pinned is not None
+            else max(spec.replicas.min, min(previous.replicas.desired, spec.replicas.max))
+        )
+        first = {**manifests[0], "spec": {**manifests[0]["spec"], "replicas": initial}}
+        cluster.create(first)
+        engine = EngineState(replicas=initial, ready=0, warming=0, unschedulable=0)
+    for manifest in manifests:
+        cluster.apply(manifest)
+    return engine
+
+
+def _snapshot(
+    engine: EngineState, reading: MetricsReading, previous: InferenceDeploymentStatus, now: datetime
+) -> Snapshot:
+    current_spill = previous.routing.spill_fraction if previous.routing is not None else None
+    return Snapshot(
+        observed_at=reading.observed_at or now,
+        replicas=ReplicaState(
+            desired=engine.replicas, ready=engine.ready, warming=engine.warming, unschedulable=engine.unschedulable
+        ),
+        demand=reading.demand,
+        api_spend_this_month=reading.api_spend_this_month,
+        api_throttled=reading.api_throttled,
+        current_spill_fraction=current_spill,
+    )
+
+
+def _conditions(
+    spec: InferenceDeploymentSpec,
+    engine: EngineState,
+    decision: Decision,
+    reading: MetricsReading,
+    conflicts: list[str],
+) -> list[cond.DesiredCondition]:
+    flags = decision.flags
+    metrics_msg = (
+        "demand read from Prometheus"
+        if flags.metrics_available
+        else f"{reading.error or 'no metrics'}; holding {decision.replicas} replica(s)"
+    )
+    serving = engine.ready > 0 or (decision.spill_fraction > 0 and spec.policy.mode is not PolicyMode.SELF_HOSTED_ONLY)
+    ready_reason = "Serving" if serving else "NoCapacity"
+    if conflicts:
+        ready_reason = "AutoscalerConflict"
+    capacity_msg = (
+        f"{engine.unschedulable} replica(s) cannot be scheduled (no free {spec.engine.gpu.resource_name})"
+        if engine.unschedulable
+        else ("demand exceeds replicas.max" if flags.capacity_limited else "capacity available")
+    )
+    desired = [
+        cond.DesiredCondition(
+            cond.READY,
+            serving and not conflicts,
+            ready_reason,
+            f"{engine.ready} ready replica(s), spilling {percent(decision.spill_fraction)}",
+        ),
+        cond.DesiredCondition(
+            cond.METRICS_AVAILABLE,
+            flags.metrics_available,
+            "MetricsRead" if flags.metrics_available else decision.reason.value,
+            metrics_msg,
+        ),
+        cond.DesiredCondition(
+            cond.SPILLING,
+            flags.spilling,
+            decision.reason.value if flags.spilling else "NotSpilling",
+            f"{percent(decision.spill_fraction)} of requests go to the API",
+        ),
+        cond.DesiredCondition(
+            cond.CAPACITY_LIMITED,
+            flags.capacity_limited,
+            "Unschedulable"
+            if engine.unschedulable
+            else ("MaxReplicas" if flags.capacity_limited else "CapacityAvailable"),
+            capacity_msg,
+        ),
+        cond.DesiredCondition(
+            cond.BUDGET_EXCEEDED,
+            flags.budget_exceeded,
+            "BudgetExceeded" if flags.budget_exceeded else "WithinBudget",
+            "monthly API budget spent: self-hosting only" if flags.budget_exceeded else "API spend within budget",
+        ),
+        cond.DesiredCondition(cond.SPEC_VALID, True, "Valid", "spec accepted"),
+    ]
+    if conflicts:
+        desired.append(
+            cond.DesiredCondition(
+                cond.AUTOSCALER_CONFLICT,
+                True,
+                "HorizontalPodAutoscaler",
+                f"{', '.join(conflicts)} also scales the engine Deployment: crossover reports but does not scale",
+            )
+        )
+    else:
+        desired.append(cond.DesiredCondition(cond.AUTOSCALER_CONFLICT, False, "NoConflict", "no other autoscaler"))
+    return desired
+
+
+def _status(
+    resource: Resource,
+    spec: InferenceDeploymentSpec,
+    previous: InferenceDeploymentStatus,
+    engine: EngineState,
+    decision: Decision,
+    reading: MetricsReading,
+    conflicts: list[str],
+    now: datetime,
+    outcome: Outcome,
+) -> InferenceDeploymentStatus:
+    merged, flips = cond.merge(
+        previous.conditions, _conditions(spec, engine, decision, reading, conflicts), resource.generation, now
+    )
+    for flip in flips:
+        warning = (
+            flip.type in (cond.CAPACITY_LIMITED, cond.BUDGET_EXCEEDED, cond.AUTOSCALER_CONFLICT)
+            and flip.status == "True"
+        ) or (flip.type in (cond.METRICS_AVAILABLE, cond.READY) and flip.status == "False")
+        outcome.events.append(
+            Event("Warning" if warning else "Normal", flip.reason, f"{flip.type}={flip.status}: {flip.message}")
+        )
+    demand = reading.demand if decision.flags.metrics_available else None
+    costs = decision.costs
+    applied = outcome.scaled_to if outcome.scaled_to is not None else engine.replicas
+    return InferenceDeploymentStatus(
+        observed_generation=resource.generation,
+        selector=selector_string(resource.name, ENGINE),
+        replicas=ReplicasStatus(
+            desired=decision.replicas if decision.actuate and not conflicts else applied,
+            ready=engine.ready,
+            warming=engine.warming,
+            unschedulable=engine.unschedulable,
+        ),
+        routing=_routing(spec, decision, reading),
+        demand=None
+        if demand is None
+        else DemandStatus(
+            input_tokens_per_second=_round(demand.input_tps), output_tokens_per_second=_round(demand.output_tps)
+        ),
+        cost=CostStatus(
+            self_hosted_per_million_tokens=_money(costs.self_hosted_per_million_tokens),
+            api_per_million_tokens=_money(costs.api_per_million_tokens),
+            break_even_tokens_per_second=_round(costs.break_even_tokens_per_second),
+            hourly=HourlyCost(
+                self_hosted=_money(costs.self_hosted_hourly) or Decimal(0), api=_money(costs.api_hourly) or Decimal(0)
+            ),
+        )
+        if decision.flags.metrics_available
+        else previous.cost,
+        last_decision=decision_record(decision),
+        history=next_history(previous.history, decision),
+        recommendations=recommendations_to_status(decision.history),
+        conditions=merged,
+    )
+
+
+def _routing(spec: InferenceDeploymentSpec, decision: Decision, reading: MetricsReading) -> RoutingStatus:
+    spill = decision.spill_fraction.quantize(Decimal("0.0001"))
+    return RoutingStatus(
+        mode=spec.policy.mode.value,
+        spill_fraction=spill,
+        spill_percent=percent(spill),
+        api_available=not (decision.flags.budget_exceeded or reading.api_throttled),
+    )
+
+
+def _money(value: Decimal | None) -> Decimal | None:
+    text = money(value)
+    return None if text is None else Decimal(text)
+
+
+def _round(value: Decimal | None) -> Decimal | None:
+    return None if value is None else value.quantize(Decimal("0.1"))
+
+
+def _invalid_spec(resource: Resource, previous: InferenceDeploymentStatus, problem: str, now: datetime) -> Outcome:
+    """Keep the last good state; say what is wrong on a condition and in an event."""
+    merged, flips = cond.merge(
+        previous.conditions,
+        [cond.DesiredCondition(cond.SPEC_VALID, False, "InvalidSpec", problem)],
+        resource.generation,
+        now,
+    )
+    status = previous.model_copy(update={"conditions": merged})
+    events = (
+        [Event("Warning", "InvalidSpec", problem)]
+        if flips or previous.observed_generation != resource.generation
+        else []
+    )
+    return Outcome(status=dump(status), events=events)
