@@ -35,7 +35,7 @@ test: install
 	$(BIN)/pytest
 
 crds: install
-	$(BIN)/crossover crds --out crds/
+	$(BIN)/crossover crds --out crds/ --out charts/crossover/files/crds/
 
 demo: install
 	@echo "make demo: not yet - it lands with the demo issue. Try: $(BIN)/crossover breakeven -f examples/llama-8b-h100-vs-haiku.yaml"

@@ -30,6 +30,6 @@ class OperatorConfig:
             router=RouterSettings(
                 image=env.get("CROSSOVER_ROUTER_IMAGE", DEFAULT_ROUTER_IMAGE),
                 replicas=int(env.get("CROSSOVER_ROUTER_REPLICAS", "2")),
-                service_account=env.get("CROSSOVER_ROUTER_SERVICE_ACCOUNT", "crossover-router"),
+                cluster_role=env.get("CROSSOVER_ROUTER_CLUSTER_ROLE", "crossover-router"),
             ),
         )

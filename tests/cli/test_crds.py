@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from crossover.api.crd import CRD_FILENAME, build_crd, render_crd
@@ -11,9 +12,10 @@ from crossover.api.crd import CRD_FILENAME, build_crd, render_crd
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_committed_crd_matches_the_models():
-    committed = (REPO / "crds" / CRD_FILENAME).read_text()
-    assert committed == render_crd(), "crds/ is out of date: run `make crds`"
+@pytest.mark.parametrize("directory", ["crds", "charts/crossover/files/crds"])
+def test_committed_crd_matches_the_models(directory):
+    committed = (REPO / directory / CRD_FILENAME).read_text()
+    assert committed == render_crd(), f"{directory}/ is out of date: run `make crds`"
 
 
 def _walk(node, path="$"):

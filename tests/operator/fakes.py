@@ -41,7 +41,7 @@ class FakeCluster:
         key = self._key(manifest)
         old = self.objects.get(key)
         new = copy.deepcopy(manifest)
-        if old is not None and "replicas" in old["spec"] and "replicas" not in new["spec"]:
+        if old is not None and "replicas" in old.get("spec", {}) and "replicas" not in new.get("spec", {}):
             new["spec"]["replicas"] = old["spec"]["replicas"]  # the field belongs to the scaler, apply leaves it
         self.objects[key] = new
 

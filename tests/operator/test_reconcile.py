@@ -52,8 +52,10 @@ def test_first_reconcile_creates_children_and_scales_up():
     assert kinds == [
         ("Deployment", "llama-8b-engine"),
         ("Deployment", "llama-8b-router"),
+        ("RoleBinding", "llama-8b-router"),
         ("Service", "llama-8b"),
         ("Service", "llama-8b-engine"),
+        ("ServiceAccount", "llama-8b-router"),
     ]
     assert cluster.creates == 1  # the engine is created once with its initial count, then only applied
     assert cluster.scale_calls == [4]  # 0 → rate-limited to +4 per decision

@@ -18,6 +18,7 @@ class KubernetesCluster:
         self._apps = client.AppsV1Api(api)
         self._core = client.CoreV1Api(api)
         self._autoscaling = client.AutoscalingV2Api(api)
+        self._rbac = client.RbacAuthorizationV1Api(api)
 
     def engine_state(self, namespace: str, name: str) -> EngineState | None:
         try:
@@ -67,6 +68,10 @@ class KubernetesCluster:
             self._apps.patch_namespaced_deployment(name, namespace, manifest, **kwargs)
         elif manifest["kind"] == "Service":
             self._core.patch_namespaced_service(name, namespace, manifest, **kwargs)
+        elif manifest["kind"] == "ServiceAccount":
+            self._core.patch_namespaced_service_account(name, namespace, manifest, **kwargs)
+        elif manifest["kind"] == "RoleBinding":
+            self._rbac.patch_namespaced_role_binding(name, namespace, manifest, **kwargs)
         else:  # pragma: no cover
             raise ValueError(f"apply of {manifest['kind']} is not supported")
 

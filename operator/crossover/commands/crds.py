@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="generate the InferenceDeployment CRD from the models",
         description="Write the InferenceDeployment CustomResourceDefinition, generated from the pydantic models.",
     )
-    parser.add_argument("--out", metavar="DIR", help="directory to write into (default: print to stdout)")
+    parser.add_argument(
+        "--out", metavar="DIR", action="append", help="directory to write into, repeatable (default: stdout)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -24,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text)
         return 0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CRD_FILENAME).write_text(text)
-    print(f"wrote {out / CRD_FILENAME}")
+    for directory in args.out:
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CRD_FILENAME).write_text(text)
+        print(f"wrote {out / CRD_FILENAME}")
     return 0

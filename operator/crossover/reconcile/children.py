@@ -38,7 +38,7 @@ class RouterSettings:
 
     image: str
     replicas: int = 2
-    service_account: str = "crossover-router"
+    cluster_role: str = "crossover-router"  # bound per InferenceDeployment to the router's ServiceAccount
     image_pull_policy: str = "IfNotPresent"
 
 
@@ -177,7 +177,7 @@ def router_deployment(owner: Owner, spec: InferenceDeploymentSpec, settings: Rou
                     "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(ROUTER_PORT)},
                 },
                 "spec": {
-                    "serviceAccountName": settings.service_account,
+                    "serviceAccountName": router_name(owner.name),
                     "automountServiceAccountToken": True,
                     "securityContext": {
                         "runAsNonRoot": True,
@@ -204,11 +204,28 @@ def router_service(owner: Owner) -> dict[str, Any]:
     }
 
 
+def router_service_account(owner: Owner) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(owner, router_name(owner.name), ROUTER)}
+
+
+def router_role_binding(owner: Owner, settings: RouterSettings) -> dict[str, Any]:
+    """Lets this router read its InferenceDeployment and the engine's EndpointSlices, in this namespace only."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(owner, router_name(owner.name), ROUTER),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": settings.cluster_role},
+        "subjects": [{"kind": "ServiceAccount", "name": router_name(owner.name), "namespace": owner.namespace}],
+    }
+
+
 def children(owner: Owner, spec: InferenceDeploymentSpec, settings: RouterSettings) -> list[dict[str, Any]]:
     """Every child, engine Deployment first (it is the one the scaler needs)."""
     return [
         engine_deployment(owner, spec),
         engine_service(owner, spec),
+        router_service_account(owner),
+        router_role_binding(owner, settings),
         router_deployment(owner, spec, settings),
         router_service(owner),
     ]
