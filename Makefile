@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install lint fmt test test-unit crds demo cluster cluster-down bench clean
+.PHONY: install lint fmt test test-unit crds demo lab-deps cluster cluster-down bench clean
 
 install: $(VENV)/.installed
 
@@ -26,12 +26,30 @@ fmt: install
 	$(BIN)/ruff format costpolicy operator tests
 	$(BIN)/ruff check --fix costpolicy operator tests
 
+## Lab prerequisites: Debian's Prometheus, and the control plane built from Go modules (cached by version in
+## ~/.cache/crossover/bin, so only the first run on a machine pays for the build).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+lab-deps: install
+	@command -v prometheus >/dev/null || { \
+	  echo "installing Debian's prometheus package"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y -q --no-install-recommends prometheus >/dev/null \
+	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; }
+	$(BIN)/crossover lab build
+
+## The lab: a real control plane, fake GPU nodes, Prometheus and the pod harness on 127.0.0.1 (idempotent).
+cluster: lab-deps
+	$(BIN)/crossover lab up
+
+cluster-down:
+	@if [ -x $(BIN)/crossover ]; then $(BIN)/crossover lab down; else echo "nothing to stop"; fi
+
 ## Unit tests only: no lab needed.
 test-unit: install
 	$(BIN)/pytest -m 'not lab'
 
-## Everything: the lab fixtures build (once, cached) and start what the tests need.
-test: install
+## Everything: the lab fixtures start what the tests need (and stop it again unless `make cluster` started it).
+test: lab-deps
 	$(BIN)/pytest
 
 crds: install

@@ -1,4 +1,4 @@
 """Shared pytest configuration. Lab fixtures (real control plane, Prometheus, emulators) live in
-`tests/fixtures/lab.py` and are loaded as a plugin so unit tests stay free of them."""
+`tests/fixtures/lab.py` and are loaded as a plugin; they start the lab only when a test asks for it."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fixtures.lab"]

@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "crossover.commands.breakeven",
     "crossover.commands.crds",
     "crossover.commands.operator",
+    "crossover.commands.lab",
 )
 
 

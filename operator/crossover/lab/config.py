@@ -1,0 +1,59 @@
+"""Where the lab lives and how big it is: every address on 127.0.0.1, every knob an environment variable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+POD_CIDR = "127.10.0.0/16"  # kwok hands out pod IPs from here: loopback, so the harness can listen on them
+SERVICE_CIDR = "10.96.0.0/16"  # data only: nothing ever dials a Service IP in the lab
+
+
+def _default_state() -> Path:
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "pyproject.toml").is_file():
+            return parent / ".lab"
+    return Path.cwd() / ".lab"
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    state: Path
+    nodes: int = 2
+    gpus_per_node: int = 4
+    etcd_port: int = 32379
+    apiserver_port: int = 36443
+    prometheus_port: int = 39090
+    scrape_interval_seconds: int = 1
+
+    @classmethod
+    def from_env(cls) -> LabConfig:
+        env = os.environ
+        return cls(
+            state=Path(env.get("CROSSOVER_LAB_DIR", _default_state())).resolve(),
+            nodes=int(env.get("CROSSOVER_LAB_NODES", "2")),
+            gpus_per_node=int(env.get("CROSSOVER_LAB_GPUS_PER_NODE", "4")),
+            etcd_port=int(env.get("CROSSOVER_LAB_ETCD_PORT", "32379")),
+            apiserver_port=int(env.get("CROSSOVER_LAB_APISERVER_PORT", "36443")),
+            prometheus_port=int(env.get("CROSSOVER_LAB_PROMETHEUS_PORT", "39090")),
+            scrape_interval_seconds=int(env.get("CROSSOVER_LAB_SCRAPE_INTERVAL", "1")),
+        )
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state / "kubeconfig"
+
+    @property
+    def apiserver_url(self) -> str:
+        return f"https://{LOOPBACK}:{self.apiserver_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.prometheus_port}"
+
+    @property
+    def targets_file(self) -> Path:
+        """File-based service discovery: the harness rewrites this list of scrape targets."""
+        return self.state / "prometheus" / "targets" / "pods.json"

@@ -1,0 +1,379 @@
+"""The pod harness: the lab's stand-in for the kubelet's container runtime and readiness probes.
+
+kwok schedules nothing itself; it only moves pods the scheduler bound to a fake node to Running with a pod IP from
+127.10.0.0/16, and leaves them not Ready (see kwok-stages.yaml). The harness watches pods and, for each running
+one, starts the process that pod stands for, listening on the pod's own IP:
+
+- a vLLM container (image name contains "vllm") -> the vLLM emulator, sized from the owning InferenceDeployment's
+  capacity and cold start (or `lab.crossover.dev/*` annotations, or defaults);
+- a crossover container (image repository ends in "/crossover" or is "crossover") -> `crossover <args>` with the
+  container's environment (Secret references resolved, as the kubelet would) and a kubeconfig holding a token of
+  the pod's own ServiceAccount, so the process has exactly the RBAC the chart grants;
+- anything else -> nothing runs, the pod is simply marked Ready.
+
+It plays the readiness probe (the container's httpGet readinessProbe, else "started"), patches the pod's Ready
+condition, registers metrics endpoints with Prometheus (file_sd) and stops the process, gracefully, when the pod
+goes. Pending pods (no free GPU) get nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from crossover.lab import prometheus
+from crossover.lab.config import LabConfig
+from crossover.lab.control_plane import write_kubeconfig
+from crossover.lab.kube import lab_api_client, plain, stream
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_PREFIX = "lab.crossover.dev/"
+INSTANCE_LABEL = "crossover.dev/inference-deployment"
+DEFAULT_VLLM_PORT = 8000
+
+
+@dataclass
+class PodProcess:
+    namespace: str
+    name: str
+    uid: str
+    ip: str
+    kind: str  # "vllm" | "crossover" | "none"
+    process: asyncio.subprocess.Process | None = None
+    target: prometheus.Target | None = None
+    ready: bool = False
+    grace_seconds: float = 30.0
+    probe: asyncio.Task[None] | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _image_kind(image: str) -> str:
+    repository = image.rsplit("@", 1)[0]
+    last = repository.rsplit("/", 1)[-1].split(":", 1)[0]
+    if "vllm" in repository:
+        return "vllm"
+    if last == "crossover":
+        return "crossover"
+    return "none"
+
+
+def _arg(args: list[str], flag: str) -> str | None:
+    for i, value in enumerate(args):
+        if value == flag and i + 1 < len(args):
+            return args[i + 1]
+        if value.startswith(flag + "="):
+            return value.split("=", 1)[1]
+    return None
+
+
+def _port(container: dict[str, Any], name_or_number: Any, default: int) -> int:
+    if isinstance(name_or_number, int):
+        return name_or_number
+    if isinstance(name_or_number, str) and name_or_number.isdigit():
+        return int(name_or_number)
+    for port in container.get("ports") or []:
+        if name_or_number is None or port.get("name") == name_or_number:
+            return int(port["containerPort"])
+    return default
+
+
+class Harness:
+    def __init__(self, cfg: LabConfig) -> None:
+        self._cfg = cfg
+        self._api = lab_api_client(cfg.kubeconfig)
+        self._core = client.CoreV1Api(self._api)
+        self._custom = client.CustomObjectsApi(self._api)
+        self._pods: dict[str, PodProcess] = {}
+        self._events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._stopping_tasks: set[asyncio.Task[None]] = set()
+
+    # ---- watching ------------------------------------------------------------------------------------------
+
+    def _watch_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        """kubernetes' watch is blocking: run it in a thread and hand events to the loop; reconnect forever."""
+        while not self._stopping.is_set():
+            try:
+                listing = self._core.list_pod_for_all_namespaces()
+                for pod in listing.items:
+                    loop.call_soon_threadsafe(self._events.put_nowait, ("SYNC", plain(self._api, pod)))
+                version = listing.metadata.resource_version if listing.metadata else None
+                for event in stream(
+                    self._core.list_pod_for_all_namespaces, resource_version=version, timeout_seconds=60
+                ):
+                    body = plain(self._api, event["object"])
+                    loop.call_soon_threadsafe(self._events.put_nowait, (str(event["type"]), body))
+                    if self._stopping.is_set():
+                        return
+            except Exception as error:  # any watch failure: log, back off, relist
+                log.warning("pod watch failed (%s); relisting", error)
+                time.sleep(1)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+        threading.Thread(target=self._watch_thread, args=(loop,), daemon=True, name="pod-watch").start()
+        log.info("pod harness running against %s", self._cfg.apiserver_url)
+        try:
+            while not self._stopping.is_set():
+                getter = asyncio.ensure_future(self._events.get())
+                stopper = asyncio.ensure_future(self._stopping.wait())
+                done, _ = await asyncio.wait({getter, stopper}, timeout=1, return_when=asyncio.FIRST_COMPLETED)
+                for task in (getter, stopper):
+                    if task not in done:
+                        task.cancel()
+                if getter in done:
+                    kind, pod = getter.result()
+                    try:
+                        await self._handle(kind, pod)
+                    except Exception:
+                        log.exception("handling %s of a pod failed", kind)
+                await self._reap()
+        finally:
+            await asyncio.gather(*(self._stop(p) for p in list(self._pods.values())), *self._stopping_tasks)
+            self._write_targets()
+            await self._session.close()
+
+    # ---- one pod -------------------------------------------------------------------------------------------
+
+    async def _handle(self, kind: str, pod: dict[str, Any]) -> None:
+        meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+        key = meta["uid"]
+        gone = kind == "DELETED" or meta.get("deletionTimestamp") is not None
+        if gone:
+            if key in self._pods:
+                stopping = asyncio.create_task(self._stop(self._pods.pop(key)))
+                self._stopping_tasks.add(stopping)
+                stopping.add_done_callback(self._stopping_tasks.discard)
+                self._write_targets()
+            return
+        if key in self._pods or status.get("phase") != "Running" or not status.get("podIP"):
+            return
+        if spec.get("nodeName") is None:
+            return
+        container = (spec.get("containers") or [{}])[0]
+        proc = PodProcess(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=key,
+            ip=status["podIP"],
+            kind=_image_kind(container.get("image", "")),
+            grace_seconds=float(spec.get("terminationGracePeriodSeconds") or 30),
+        )
+        self._pods[key] = proc
+        if proc.kind == "vllm":
+            await self._start_vllm(proc, pod, container)
+        elif proc.kind == "crossover":
+            await self._start_crossover(proc, pod, container)
+        self._write_targets()
+        proc.probe = asyncio.create_task(self._probe(proc, container))
+
+    async def _start_vllm(self, proc: PodProcess, pod: dict[str, Any], container: dict[str, Any]) -> None:
+        args = list(container.get("args") or [])
+        port = int(_arg(args, "--port") or _port(container, None, DEFAULT_VLLM_PORT))
+        model = _arg(args, "--served-model-name") or _arg(args, "--model") or "emulated-model"
+        sizing = await asyncio.to_thread(self._vllm_sizing, pod)
+        argv = [
+            sys.executable, "-m", "crossover.cli", "emulate", "vllm",
+            "--host", proc.ip, "--port", str(port), "--model", model,
+        ]  # fmt: skip
+        for flag, value in sizing.items():
+            argv += [f"--{flag}", value]
+        proc.process = await self._spawn(proc, argv, dict(os.environ))
+        proc.target = prometheus.Target(f"{proc.ip}:{port}", proc.namespace, proc.name)
+
+    def _vllm_sizing(self, pod: dict[str, Any]) -> dict[str, str]:
+        """Emulator capacity: the InferenceDeployment's own figures, so the lab engine is as fast as the spec says."""
+        meta = pod["metadata"]
+        sizing: dict[str, str] = {}
+        owner = (meta.get("labels") or {}).get(INSTANCE_LABEL)
+        if owner:
+            try:
+                resource: Any = self._custom.get_namespaced_custom_object(
+                    "crossover.dev", "v1alpha1", meta["namespace"], "inferencedeployments", owner
+                )
+                engine = resource["spec"]["engine"]
+                capacity = engine["capacity"]
+                sizing["prefill-tps"] = str(capacity["prefillTokensPerSecond"])
+                sizing["decode-tps"] = str(capacity["decodeTokensPerSecond"])
+                if capacity.get("maxConcurrentRequests") is not None:
+                    sizing["max-batch"] = str(capacity["maxConcurrentRequests"])
+                sizing["cold-start-seconds"] = str(engine.get("coldStartSeconds", 0))
+            except (ApiException, KeyError, TypeError) as error:
+                log.warning("no sizing from InferenceDeployment %s/%s: %s", meta["namespace"], owner, error)
+        for key, value in (meta.get("annotations") or {}).items():
+            if key.startswith(ANNOTATION_PREFIX):
+                sizing[key.removeprefix(ANNOTATION_PREFIX)] = value
+        return sizing
+
+    async def _start_crossover(self, proc: PodProcess, pod: dict[str, Any], container: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        args = [a.replace("0.0.0.0", proc.ip) for a in container.get("args") or []]
+        command = list(container.get("command") or [])
+        if command and Path(command[0]).name == "crossover":
+            args = [a.replace("0.0.0.0", proc.ip) for a in command[1:]] + args
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSOVER_") and k != "KUBECONFIG"}
+        env.update(await asyncio.to_thread(self._container_env, pod, container, proc.ip))
+        kubeconfig = self._cfg.state / "pods" / proc.namespace / proc.name / "kubeconfig"
+        token = await asyncio.to_thread(self._service_account_token, meta["namespace"], spec)
+        write_kubeconfig(self._cfg, kubeconfig, token, user=spec.get("serviceAccountName") or "default")
+        env["KUBECONFIG"] = str(kubeconfig)
+        env["PYTHONUNBUFFERED"] = "1"
+        proc.process = await self._spawn(proc, [sys.executable, "-m", "crossover.cli", *args], env)
+        annotations = meta.get("annotations") or {}
+        port: int | None = None
+        if annotations.get("prometheus.io/scrape") == "true":
+            port = int(annotations.get("prometheus.io/port", "0")) or None
+        if port is None:
+            for candidate in container.get("ports") or []:
+                if candidate.get("name") in {"metrics", "http"}:
+                    port = int(candidate["containerPort"])
+                    break
+        if port is not None:
+            path = annotations.get("prometheus.io/path", "/metrics")
+            proc.target = prometheus.Target(f"{proc.ip}:{port}", proc.namespace, proc.name, path)
+
+    def _service_account_token(self, namespace: str, spec: dict[str, Any]) -> str:
+        account = spec.get("serviceAccountName") or "default"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                request = self._core.create_namespaced_service_account_token(
+                    account, namespace, cast(Any, {"spec": {"expirationSeconds": 86400}})
+                )
+                return str(plain(self._api, request)["status"]["token"])
+            except ApiException as error:
+                if error.status != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)  # the ServiceAccount may land just after the pod
+
+    def _container_env(self, pod: dict[str, Any], container: dict[str, Any], ip: str) -> dict[str, str]:
+        """Resolve env as the kubelet does: values, Secret and ConfigMap keys, and the downward API fields we use."""
+        meta = pod["metadata"]
+        env: dict[str, str] = {}
+        for item in container.get("env") or []:
+            name, source = item["name"], item.get("valueFrom")
+            if source is None:
+                env[name] = str(item.get("value", "")).replace("0.0.0.0", ip)
+            elif "secretKeyRef" in source:
+                ref = source["secretKeyRef"]
+                try:
+                    secret = self._core.read_namespaced_secret(ref["name"], meta["namespace"])
+                    env[name] = base64.b64decode((secret.data or {})[ref["key"]]).decode()
+                except (ApiException, KeyError):
+                    if not ref.get("optional"):
+                        log.warning("pod %s/%s: secret key for %s missing", meta["namespace"], meta["name"], name)
+            elif "configMapKeyRef" in source:
+                ref = source["configMapKeyRef"]
+                with contextlib.suppress(ApiException, KeyError):
+                    config_map = self._core.read_namespaced_config_map(ref["name"], meta["namespace"])
+                    env[name] = (config_map.data or {})[ref["key"]]
+            elif "fieldRef" in source:
+                path = source["fieldRef"]["fieldPath"]
+                env[name] = {
+                    "metadata.namespace": meta["namespace"],
+                    "metadata.name": meta["name"],
+                    "status.podIP": ip,
+                }.get(path, "")
+        return env
+
+    async def _spawn(self, proc: PodProcess, argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+        logs = self._cfg.state / "logs" / "pods"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / f"{proc.namespace}_{proc.name}.log").open("ab") as out:
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT, env=env
+            )
+        log.info("pod %s/%s (%s) on %s: pid %d", proc.namespace, proc.name, proc.kind, proc.ip, process.pid)
+        return process
+
+    async def _probe(self, proc: PodProcess, container: dict[str, Any]) -> None:
+        """The readiness probe: httpGet on the pod IP until it answers 2xx, then mark the pod Ready."""
+        http = (container.get("readinessProbe") or {}).get("httpGet")
+        if http is not None and proc.process is not None:
+            port = _port(container, http.get("port"), DEFAULT_VLLM_PORT)
+            url = f"http://{proc.ip}:{port}{http.get('path', '/')}"
+            assert self._session is not None
+            while proc.process.returncode is None:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+                    async with self._session.get(url) as response:
+                        if 200 <= response.status < 400:
+                            break
+                await asyncio.sleep(0.25)
+            else:
+                return
+        await asyncio.to_thread(self._set_ready, proc, True)
+
+    def _set_ready(self, proc: PodProcess, ready: bool) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        state = "True" if ready else "False"
+        body: dict[str, Any] = {
+            "status": {
+                "conditions": [
+                    {"type": "Ready", "status": state, "lastTransitionTime": now, "reason": None},
+                    {"type": "ContainersReady", "status": state, "lastTransitionTime": now, "reason": None},
+                ]
+            }
+        }
+        try:
+            pod = self._core.read_namespaced_pod_status(proc.name, proc.namespace)
+            statuses = plain(self._api, pod)["status"].get("containerStatuses") or []
+            for item in statuses:
+                item["ready"] = ready
+            body["status"]["containerStatuses"] = statuses
+            self._core.patch_namespaced_pod_status(proc.name, proc.namespace, body)
+            proc.ready = ready
+        except ApiException as error:
+            if error.status != 404:
+                log.warning("cannot mark %s/%s ready=%s: %s", proc.namespace, proc.name, ready, error.reason)
+
+    async def _reap(self) -> None:
+        """A process that died makes its pod unready (the kubelet would restart it; the log says why it died)."""
+        for proc in list(self._pods.values()):
+            if proc.process is not None and proc.process.returncode is not None and proc.ready:
+                log.warning("pod %s/%s: process exited %s", proc.namespace, proc.name, proc.process.returncode)
+                await asyncio.to_thread(self._set_ready, proc, False)
+
+    async def _stop(self, proc: PodProcess) -> None:
+        if proc.probe is not None:
+            proc.probe.cancel()
+        process = proc.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=proc.grace_seconds)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        log.info("pod %s/%s stopped", proc.namespace, proc.name)
+
+    def _write_targets(self) -> None:
+        prometheus.write_targets(self._cfg, [p.target for p in self._pods.values() if p.target is not None])
+
+
+def main(cfg: LabConfig) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(Harness(cfg).run())
+    return 0
