@@ -45,7 +45,14 @@ def load_kube_config() -> client.ApiClient:
 
 def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    state: dict[str, Any] = {"locks": {}, "guard": threading.Lock(), "reconciles": 0}
+    # locks: one reconcile per resource at a time; latest: the status each resource was last given, by uid, because
+    # a handler queued behind another still holds the body (and status) from before the other one patched it
+    state: dict[str, Any] = {"locks": {}, "latest": {}, "guard": threading.Lock(), "reconciles": 0}
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """A private registry gets none of kopf's default login handlers: in-cluster token first, then kubeconfig."""
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -85,7 +92,7 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
                         uid=body.metadata.uid or "",
                         generation=body.metadata.get("generation"),
                         spec=dict(body.spec),
-                        status=dict(body.status),
+                        status=state["latest"].get(body.metadata.uid) or dict(body.status),
                     ),
                     memo.cluster,
                     memo.metrics,
@@ -100,6 +107,7 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
             finally:
                 RECONCILE_SECONDS.observe(time.perf_counter() - started)
                 state["reconciles"] += 1
+            state["latest"][body.metadata.uid] = outcome.status
             _publish(body, patch, outcome)
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=cfg.interval_seconds, sharp=True, registry=registry)
@@ -110,6 +118,13 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
     @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
     def changed(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
         run(body, memo, patch)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True, registry=registry)
+    def forget(body: kopf.Body, **_: Any) -> None:
+        """Children go by owner references; only this process's memory of the resource needs dropping."""
+        with state["guard"]:
+            state["latest"].pop(body.metadata.uid, None)
+            state["locks"].pop(f"{body.metadata.namespace}/{body.metadata.name}", None)
 
     return registry
 

@@ -15,6 +15,9 @@ BUDGET_EXCEEDED = "BudgetExceeded"
 AUTOSCALER_CONFLICT = "AutoscalerConflict"
 SPEC_VALID = "SpecValid"
 
+# Conditions whose True is the healthy state: for these, even a first False is worth an event.
+HEALTHY_WHEN_TRUE = frozenset({READY, METRICS_AVAILABLE, SPEC_VALID})
+
 
 @dataclass(frozen=True)
 class DesiredCondition:
@@ -53,7 +56,8 @@ def merge(
                 last_transition_time=now if changed or old is None else old.last_transition_time,
             )
         )
-        if changed and not (old is None and not want.status):  # a new False condition is no news
+        quiet_start = old is None and not want.status and want.type not in HEALTHY_WHEN_TRUE
+        if changed and not quiet_start:  # a new False is news only where False means trouble
             flips.append(Transition(want.type, status, want.reason, want.message))
     merged.extend(by_type.values())
     return merged, flips
