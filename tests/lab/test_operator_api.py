@@ -11,13 +11,12 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from tests.fixtures.lab import Lab, Release
-from tests.lab.test_lab import eventually
+from tests.lab.support import GROUP, PLURAL, VERSION, condition, create, eventually, get
 
 pytestmark = pytest.mark.lab
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llama-8b-h100-vs-haiku.yaml"
 OWNED = {"purchasePricePerGPU": "30000", "amortizationMonths": 36, "powerWatts": 700, "electricityPricePerKWh": "0.12"}
-GROUP, VERSION, PLURAL = "crossover.dev", "v1alpha1", "inferencedeployments"
 
 
 def manifest(name: str, namespace: str, **policy: Any) -> dict[str, Any]:
@@ -25,22 +24,6 @@ def manifest(name: str, namespace: str, **policy: Any) -> dict[str, Any]:
     body["metadata"] = {"name": name, "namespace": namespace}
     body["spec"]["policy"].update(policy)
     return body
-
-
-def create(lab: Lab, body: dict[str, Any]) -> Any:
-    return lab.custom.create_namespaced_custom_object(GROUP, VERSION, body["metadata"]["namespace"], PLURAL, body)
-
-
-def get(lab: Lab, namespace: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = lab.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    return found
-
-
-def condition(resource: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for item in (resource.get("status") or {}).get("conditions") or []:
-        if item["type"] == kind:
-            return dict(item)
-    return None
 
 
 @pytest.mark.parametrize(
