@@ -37,7 +37,7 @@ def manifest(name: str, namespace: str, **policy: Any) -> dict[str, Any]:
     ids=["min-above-max", "two-pricing-modes", "zero-capacity", "unknown-mode"],
 )
 def test_api_server_rejects_invalid_manifests_with_a_clear_message(
-    lab: Lab, namespace: str, change: Any, expected: str
+    lab: Lab, crossover_release: Release, namespace: str, change: Any, expected: str
 ) -> None:
     body = manifest("bad", namespace)
     change(body["spec"])
