@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "crossover.commands.crds",
     "crossover.commands.operator",
     "crossover.commands.lab",
+    "crossover.commands.router",
     "crossover.commands.emulate",
 )
 

@@ -1,0 +1,100 @@
+"""`crossover router`: the per-InferenceDeployment spill router (the operator deploys it; runnable locally too)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+API_KEY_ENV = "CROSSOVER_API_KEY"
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "router",
+        help="run the OpenAI-compatible spill router for one InferenceDeployment",
+        description=(
+            "Serve /v1/chat/completions and /v1/completions, sending each request to the least-loaded Ready engine "
+            "pod or to the hosted API, following the spill fraction and mode the operator writes to the "
+            "InferenceDeployment's status. With --name and --namespace it watches Kubernetes; with --spec-file "
+            f"it runs from a manifest and --engine-url flags. The API key comes from ${API_KEY_ENV} only."
+        ),
+    )
+    parser.add_argument("--name", help="InferenceDeployment to serve (Kubernetes mode)")
+    parser.add_argument("--namespace", default="default", help="its namespace")
+    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig (default: in-cluster, then KUBECONFIG)")
+    parser.add_argument("--spec-file", type=Path, help="InferenceDeployment manifest (static mode)")
+    parser.add_argument("--engine-url", action="append", default=[], help="engine base URL (static; repeatable)")
+    parser.add_argument("--spill-fraction", help="static spill fraction 0..1 (default: the manifest's status, else 0)")
+    parser.add_argument("--mode", help="static policy mode override (CostOptimized, SelfHostedOnly, APIOnly, ...)")
+    parser.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve on")
+    parser.add_argument("--max-inflight-per-pod", type=int, default=64, help="above this, spill (or queue)")
+    parser.add_argument("--queue-timeout", type=float, default=30.0, help="seconds a request may wait for a pod")
+    parser.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, wait this long for requests")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import yaml
+    from aiohttp import web
+
+    from crossover.router.app import build_router_app
+    from crossover.router.discovery import KubernetesDiscovery, apply_resource
+    from crossover.router.proxy import RouterSettings
+    from crossover.router.state import Policy, RouterState
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"crossover router: --listen wants HOST:PORT, got {args.listen!r}", file=sys.stderr)
+        return 2
+    if bool(args.name) == bool(args.spec_file):
+        print("crossover router: give either --name (Kubernetes) or --spec-file (static)", file=sys.stderr)
+        return 2
+    state = RouterState()
+    settings = RouterSettings(
+        max_inflight_per_pod=args.max_inflight_per_pod,
+        queue_timeout_seconds=args.queue_timeout,
+        api_key=os.environ.get(API_KEY_ENV) or None,
+    )
+    if args.spec_file:
+        try:
+            resource = yaml.safe_load(args.spec_file.read_text())
+        except (OSError, yaml.YAMLError) as error:
+            print(f"crossover router: cannot read {args.spec_file}: {error}", file=sys.stderr)
+            return 2
+        apply_resource(state, resource)
+        if state.policy is None:
+            print(f"crossover router: {args.spec_file} is not a valid InferenceDeployment", file=sys.stderr)
+            return 2
+        try:
+            fraction = Decimal(args.spill_fraction) if args.spill_fraction is not None else state.policy.spill_fraction
+        except InvalidOperation:
+            print(f"crossover router: --spill-fraction {args.spill_fraction!r} is not a number", file=sys.stderr)
+            return 2
+        state.policy = Policy(args.mode or state.policy.mode, fraction, state.policy.api_available)
+        state.set_endpoints(set(args.engine_url))
+    else:
+        discovery = KubernetesDiscovery(state, args.name, args.namespace, args.kubeconfig)
+
+        async def watch(_: web.Application) -> None:
+            discovery.start(asyncio.get_running_loop())
+
+        async def unwatch(_: web.Application) -> None:
+            discovery.stop()
+
+        app = build_router_app(state, settings, on_startup=[watch], on_cleanup=[unwatch])
+        web.run_app(app, host=host, port=int(port), print=None, access_log=None, shutdown_timeout=args.drain_seconds)
+        return 0
+    app = build_router_app(state, settings)
+    web.run_app(app, host=host, port=int(port), print=None, access_log=None, shutdown_timeout=args.drain_seconds)
+    return 0

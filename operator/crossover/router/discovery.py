@@ -1,0 +1,168 @@
+"""Where the router's state comes from: the InferenceDeployment (spec and the operator's routing status) and the
+engine's EndpointSlices, watched in Kubernetes; or flags and a manifest file, for local runs and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from crossover.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceDeploymentSpec
+from crossover.router.state import APITarget, Policy, RouterState
+
+log = logging.getLogger(__name__)
+
+
+def apply_resource(state: RouterState, resource: dict[str, Any]) -> None:
+    """Take API target and policy from the resource; a spec that does not validate keeps the last good state."""
+    try:
+        spec = InferenceDeploymentSpec.model_validate(resource.get("spec") or {})
+    except ValidationError as error:
+        log.warning("InferenceDeployment spec invalid (%d errors); keeping the last good routing", error.error_count())
+        return
+    state.api = APITarget(spec.api.base_url, spec.api.model, spec.api.pricing)
+    state.served_model = spec.model.served_name or spec.model.name
+    routing = (resource.get("status") or {}).get("routing") or {}
+    try:
+        fraction = Decimal(str(routing.get("spillFraction", "0")))
+    except InvalidOperation:
+        fraction = Decimal(0)
+    state.policy = Policy(
+        mode=str(routing.get("mode") or spec.policy.mode.value),
+        spill_fraction=min(max(fraction, Decimal(0)), Decimal(1)),
+        api_available=bool(routing.get("apiAvailable", True)),
+    )
+
+
+def endpoints_of(slices: dict[str, dict[str, Any]], port_name: str = "http") -> set[str]:
+    """Ready, not terminating addresses of every slice, with the engine port."""
+    urls: set[str] = set()
+    for item in slices.values():
+        ports = item.get("ports") or []
+        port = next((p.get("port") for p in ports if p.get("name") == port_name), None)
+        if port is None and ports:
+            port = ports[0].get("port")
+        if port is None:
+            continue
+        for endpoint in item.get("endpoints") or []:
+            conditions = endpoint.get("conditions") or {}
+            if conditions.get("ready") is False or conditions.get("terminating"):
+                continue
+            for address in endpoint.get("addresses") or []:
+                host = f"[{address}]" if ":" in address else address
+                urls.add(f"http://{host}:{port}")
+    return urls
+
+
+class KubernetesDiscovery:
+    """Two watches in threads (the kubernetes client blocks); every change is applied on the event loop."""
+
+    def __init__(self, state: RouterState, name: str, namespace: str, kubeconfig: Path | None = None) -> None:
+        self.state = state
+        self.name = name
+        self.namespace = namespace
+        self.kubeconfig = kubeconfig
+        self._stop = threading.Event()
+        self._slices: dict[str, dict[str, Any]] = {}
+
+    def _client(self) -> Any:
+        from kubernetes import client, config
+
+        if self.kubeconfig is not None:
+            return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        from kubernetes import client
+
+        api = self._client()
+        custom = client.CustomObjectsApi(api)
+        discovery = client.DiscoveryV1Api(api)
+        name_selector = f"metadata.name={self.name}"
+        slice_selector = f"kubernetes.io/service-name={self.name}-engine"
+
+        def on_resource(kind: str, body: dict[str, Any]) -> None:
+            if kind != "DELETED":
+                apply_resource(self.state, body)
+
+        def on_slice(kind: str, body: dict[str, Any]) -> None:
+            key = body["metadata"]["name"]
+            if kind == "DELETED":
+                self._slices.pop(key, None)
+            else:
+                self._slices[key] = body
+            self.state.set_endpoints(endpoints_of(self._slices))
+
+        def reset_slices() -> None:
+            self._slices.clear()
+
+        self._thread(
+            loop,
+            lambda **kw: custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, **kw),
+            {"field_selector": name_selector},
+            on_resource,
+            api,
+            None,
+        )
+        self._thread(
+            loop,
+            lambda **kw: discovery.list_namespaced_endpoint_slice(self.namespace, **kw),
+            {"label_selector": slice_selector},
+            on_slice,
+            api,
+            reset_slices,
+        )
+
+    def _thread(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        list_call: Callable[..., Any],
+        selector: dict[str, str],
+        handle: Callable[[str, dict[str, Any]], None],
+        api: Any,
+        on_relist: Callable[[], None] | None,
+    ) -> None:
+        from kubernetes import watch
+
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    listing = api.sanitize_for_serialization(list_call(**selector))
+                    if on_relist is not None:
+                        loop.call_soon_threadsafe(on_relist)
+                    for item in listing.get("items") or []:
+                        loop.call_soon_threadsafe(handle, "ADDED", item)
+                    if on_relist is not None:  # an empty listing must still clear the endpoints
+                        loop.call_soon_threadsafe(handle_empty)
+                    version = (listing.get("metadata") or {}).get("resourceVersion")
+                    for event in watch.Watch().stream(  # type: ignore[no-untyped-call]
+                        list_call, resource_version=version, timeout_seconds=120, **selector
+                    ):
+                        if self._stop.is_set():
+                            return
+                        body = event["object"]
+                        if not isinstance(body, dict):
+                            body = api.sanitize_for_serialization(body)
+                        loop.call_soon_threadsafe(handle, str(event["type"]), body)
+                except Exception as error:  # any failure: log without detail that could hold secrets, relist
+                    log.warning("watch failed (%s); relisting in 1 s", type(error).__name__)
+                    time.sleep(1)
+
+        def handle_empty() -> None:
+            self.state.set_endpoints(endpoints_of(self._slices))
+
+        threading.Thread(target=run, daemon=True, name="router-watch").start()
+
+    def stop(self) -> None:
+        self._stop.set()
