@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from crossover.lab import processes
+from crossover.lab.config import local_address
 from tests.fixtures.lab import Lab
 from tests.lab.support import eventually
 
@@ -72,9 +73,9 @@ def test_gpu_pods_run_emulators_on_their_pod_ips_and_extra_pods_stay_pending(lab
     assert pending[0].status.phase == "Pending"
     scheduled = [c for c in pending[0].status.conditions or [] if c.type == "PodScheduled"]
     assert scheduled and scheduled[0].status == "False" and "nvidia.com/gpu" in (scheduled[0].message or "")
-    ips = {p.status.pod_ip for p in running}
-    assert len(ips) == fits and all(ip.startswith("127.10.") for ip in ips)
-    for ip in ips:
+    pod_ips = {p.status.pod_ip for p in running}
+    assert len(pod_ips) == fits and all(ip.startswith("10.244.") for ip in pod_ips)
+    for ip in map(local_address, pod_ips):
         models = requests.get(f"http://{ip}:8000/v1/models", timeout=5).json()
         assert [m["id"] for m in models["data"]] == ["lab-model"]
         completion = requests.post(
@@ -88,7 +89,7 @@ def test_gpu_pods_run_emulators_on_their_pod_ips_and_extra_pods_stay_pending(lab
 def test_pod_going_away_stops_its_emulator(lab: Lab, namespace: str) -> None:
     lab.apps.create_namespaced_deployment(namespace, vllm_deployment("short", 1, 1))  # type: ignore[arg-type]
     pod = eventually(lambda: next((p for p in pods(lab, namespace, "short") if is_ready(p)), None), timeout=60)
-    url = f"http://{pod.status.pod_ip}:8000/health"
+    url = f"http://{local_address(pod.status.pod_ip)}:8000/health"
     assert requests.get(url, timeout=5).status_code == 200
     lab.apps.delete_namespaced_deployment("short", namespace)
 
@@ -105,7 +106,7 @@ def test_pod_going_away_stops_its_emulator(lab: Lab, namespace: str) -> None:
 def test_prometheus_scrapes_emulator_token_rates_under_load(lab: Lab, namespace: str) -> None:
     lab.apps.create_namespaced_deployment(namespace, vllm_deployment("scraped", 1, 1))  # type: ignore[arg-type]
     pod = eventually(lambda: next((p for p in pods(lab, namespace, "scraped") if is_ready(p)), None), timeout=60)
-    url = f"http://{pod.status.pod_ip}:8000/v1/completions"
+    url = f"http://{local_address(pod.status.pod_ip)}:8000/v1/completions"
     query = f'sum(rate(vllm:generation_tokens_total{{namespace="{namespace}",pod="{pod.metadata.name}"}}[10s]))'
 
     def rate_seen() -> float | None:

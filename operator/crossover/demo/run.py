@@ -31,7 +31,7 @@ from crossover.demo import loadgen
 from crossover.demo.compression import compress_manifest
 from crossover.demo.ledger import Ledger, static_fleet_size
 from crossover.lab import control_plane, lifecycle, processes
-from crossover.lab.config import LOOPBACK, LabConfig
+from crossover.lab.config import LOOPBACK, LabConfig, local_address
 from crossover.lab.kube import lab_api_client, plain
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,12 @@ def router_ip(api: client.ApiClient, name: str) -> str:
 
     def ready_ip() -> str | None:
         return next(
-            (p["status"]["podIP"] for p in _pods(api, selector) if _ready(p) and p["status"].get("podIP")), None
+            (
+                local_address(p["status"]["podIP"])
+                for p in _pods(api, selector)
+                if _ready(p) and p["status"].get("podIP")
+            ),
+            None,
         )
 
     return str(_wait(ready_ip, 120, "the router pod to be Ready"))

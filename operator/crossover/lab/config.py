@@ -7,8 +7,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
-POD_CIDR = "127.10.0.0/16"  # kwok hands out pod IPs from here: loopback, so the harness can listen on them
+# kwok hands out pod IPs from POD_CIDR. They cannot be loopback addresses themselves: the API server refuses
+# loopback addresses in EndpointSlices. So the lab's "pod network" is an address map: pod IP 10.244.a.b is served
+# on 127.244.a.b, where the harness listens and where lab clients (and routers, via CROSSOVER_ADDRESS_MAP) connect.
+POD_CIDR = "10.244.0.0/16"
+LOCAL_POD_CIDR = "127.244.0.0/16"
+ADDRESS_MAP = f"{POD_CIDR}={LOCAL_POD_CIDR}"
 SERVICE_CIDR = "10.96.0.0/16"  # data only: nothing ever dials a Service IP in the lab
+
+
+def local_address(pod_ip: str) -> str:
+    """Where the lab serves a pod IP on this machine (pod IPs outside the pod CIDR are returned unchanged)."""
+    from crossover.addressing import AddressMap
+
+    return AddressMap.parse(ADDRESS_MAP).translate(pod_ip)
 
 
 def _default_state() -> Path:

@@ -1,14 +1,16 @@
 """The pod harness: the lab's stand-in for the kubelet's container runtime and readiness probes.
 
 kwok schedules nothing itself; it only moves pods the scheduler bound to a fake node to Running with a pod IP from
-127.10.0.0/16, and leaves them not Ready (see kwok-stages.yaml). The harness watches pods and, for each running
-one, starts the process that pod stands for, listening on the pod's own IP:
+10.244.0.0/16, and leaves them not Ready (see kwok-stages.yaml). The harness watches pods and, for each running
+one, starts the process that pod stands for, listening on the pod IP's loopback twin (10.244.a.b -> 127.244.a.b,
+see config.py: the API server refuses loopback addresses in EndpointSlices, so pod IPs cannot be loopback):
 
 - a vLLM container (image name contains "vllm") -> the vLLM emulator, sized from the owning InferenceDeployment's
   capacity and cold start (or `lab.crossover.dev/*` annotations, or defaults);
 - a crossover container (image repository ends in "/crossover" or is "crossover") -> `crossover <args>` with the
   container's environment (Secret references resolved, as the kubelet would) and a kubeconfig holding a token of
-  the pod's own ServiceAccount, so the process has exactly the RBAC the chart grants;
+  the pod's own ServiceAccount, so the process has exactly the RBAC the chart grants, and CROSSOVER_ADDRESS_MAP so
+  it connects to pod IPs through the same map;
 - anything else -> nothing runs, the pod is simply marked Ready.
 
 It plays the readiness probe (the container's httpGet readinessProbe, else "started"), patches the pod's Ready
@@ -36,8 +38,9 @@ import aiohttp
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from crossover.addressing import ENV as ADDRESS_ENV
 from crossover.lab import prometheus
-from crossover.lab.config import LabConfig
+from crossover.lab.config import ADDRESS_MAP, LabConfig, local_address
 from crossover.lab.control_plane import write_kubeconfig
 from crossover.lab.kube import lab_api_client, plain, stream
 
@@ -53,7 +56,8 @@ class PodProcess:
     namespace: str
     name: str
     uid: str
-    ip: str
+    ip: str  # the pod IP the cluster reports
+    local: str  # where this machine serves it
     kind: str  # "vllm" | "crossover" | "none"
     process: asyncio.subprocess.Process | None = None
     target: prometheus.Target | None = None
@@ -176,6 +180,7 @@ class Harness:
             name=meta["name"],
             uid=key,
             ip=status["podIP"],
+            local=local_address(status["podIP"]),
             kind=_image_kind(container.get("image", "")),
             grace_seconds=float(spec.get("terminationGracePeriodSeconds") or 30),
         )
@@ -194,12 +199,12 @@ class Harness:
         sizing = await asyncio.to_thread(self._vllm_sizing, pod)
         argv = [
             sys.executable, "-m", "crossover.cli", "emulate", "vllm",
-            "--host", proc.ip, "--port", str(port), "--model", model,
+            "--host", proc.local, "--port", str(port), "--model", model,
         ]  # fmt: skip
         for flag, value in sizing.items():
             argv += [f"--{flag}", value]
         proc.process = await self._spawn(proc, argv, dict(os.environ))
-        proc.target = prometheus.Target(f"{proc.ip}:{port}", proc.namespace, proc.name)
+        proc.target = prometheus.Target(f"{proc.local}:{port}", proc.namespace, proc.name)
 
     def _vllm_sizing(self, pod: dict[str, Any]) -> dict[str, str]:
         """Emulator capacity: the InferenceDeployment's own figures, so the lab engine is as fast as the spec says."""
@@ -227,12 +232,13 @@ class Harness:
 
     async def _start_crossover(self, proc: PodProcess, pod: dict[str, Any], container: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod.get("spec") or {}
-        args = [a.replace("0.0.0.0", proc.ip) for a in container.get("args") or []]
+        args = [a.replace("0.0.0.0", proc.local) for a in container.get("args") or []]
         command = list(container.get("command") or [])
         if command and Path(command[0]).name == "crossover":
-            args = [a.replace("0.0.0.0", proc.ip) for a in command[1:]] + args
+            args = [a.replace("0.0.0.0", proc.local) for a in command[1:]] + args
         env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSOVER_") and k != "KUBECONFIG"}
-        env.update(await asyncio.to_thread(self._container_env, pod, container, proc.ip))
+        env.update(await asyncio.to_thread(self._container_env, pod, container, proc.ip, proc.local))
+        env[ADDRESS_ENV] = ADDRESS_MAP
         kubeconfig = self._cfg.state / "pods" / proc.namespace / proc.name / "kubeconfig"
         token = await asyncio.to_thread(self._service_account_token, meta["namespace"], spec)
         write_kubeconfig(self._cfg, kubeconfig, token, user=spec.get("serviceAccountName") or "default")
@@ -250,7 +256,7 @@ class Harness:
                     break
         if port is not None:
             path = annotations.get("prometheus.io/path", "/metrics")
-            proc.target = prometheus.Target(f"{proc.ip}:{port}", proc.namespace, proc.name, path)
+            proc.target = prometheus.Target(f"{proc.local}:{port}", proc.namespace, proc.name, path)
 
     def _service_account_token(self, namespace: str, spec: dict[str, Any]) -> str:
         account = spec.get("serviceAccountName") or "default"
@@ -266,14 +272,14 @@ class Harness:
                     raise
                 time.sleep(0.5)  # the ServiceAccount may land just after the pod
 
-    def _container_env(self, pod: dict[str, Any], container: dict[str, Any], ip: str) -> dict[str, str]:
+    def _container_env(self, pod: dict[str, Any], container: dict[str, Any], ip: str, local: str) -> dict[str, str]:
         """Resolve env as the kubelet does: values, Secret and ConfigMap keys, and the downward API fields we use."""
         meta = pod["metadata"]
         env: dict[str, str] = {}
         for item in container.get("env") or []:
             name, source = item["name"], item.get("valueFrom")
             if source is None:
-                env[name] = str(item.get("value", "")).replace("0.0.0.0", ip)
+                env[name] = str(item.get("value", "")).replace("0.0.0.0", local)
             elif "secretKeyRef" in source:
                 ref = source["secretKeyRef"]
                 try:
@@ -303,7 +309,9 @@ class Harness:
             process = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT, env=env
             )
-        log.info("pod %s/%s (%s) on %s: pid %d", proc.namespace, proc.name, proc.kind, proc.ip, process.pid)
+        log.info(
+            "pod %s/%s (%s) %s on %s: pid %d", proc.namespace, proc.name, proc.kind, proc.ip, proc.local, process.pid
+        )
         return process
 
     async def _probe(self, proc: PodProcess, container: dict[str, Any]) -> None:
@@ -311,7 +319,7 @@ class Harness:
         http = (container.get("readinessProbe") or {}).get("httpGet")
         if http is not None and proc.process is not None:
             port = _port(container, http.get("port"), DEFAULT_VLLM_PORT)
-            url = f"http://{proc.ip}:{port}{http.get('path', '/')}"
+            url = f"http://{proc.local}:{port}{http.get('path', '/')}"
             assert self._session is not None
             while proc.process.returncode is None:
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):

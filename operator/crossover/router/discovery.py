@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from crossover.addressing import AddressMap
 from crossover.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceDeploymentSpec
 from crossover.router.state import APITarget, Policy, RouterState
 
@@ -41,8 +42,11 @@ def apply_resource(state: RouterState, resource: dict[str, Any]) -> None:
     )
 
 
-def endpoints_of(slices: dict[str, dict[str, Any]], port_name: str = "http") -> set[str]:
-    """Ready, not terminating addresses of every slice, with the engine port."""
+def endpoints_of(
+    slices: dict[str, dict[str, Any]], port_name: str = "http", addresses: AddressMap | None = None
+) -> set[str]:
+    """Ready, not terminating addresses of every slice, with the engine port (through the address map, if any)."""
+    addresses = addresses or AddressMap()
     urls: set[str] = set()
     for item in slices.values():
         ports = item.get("ports") or []
@@ -55,7 +59,8 @@ def endpoints_of(slices: dict[str, dict[str, Any]], port_name: str = "http") -> 
             conditions = endpoint.get("conditions") or {}
             if conditions.get("ready") is False or conditions.get("terminating"):
                 continue
-            for address in endpoint.get("addresses") or []:
+            for reported in endpoint.get("addresses") or []:
+                address = addresses.translate(reported)
                 host = f"[{address}]" if ":" in address else address
                 urls.add(f"http://{host}:{port}")
     return urls
@@ -71,6 +76,7 @@ class KubernetesDiscovery:
         self.kubeconfig = kubeconfig
         self._stop = threading.Event()
         self._slices: dict[str, dict[str, Any]] = {}
+        self._addresses = AddressMap.from_env()
 
     def _client(self) -> Any:
         from kubernetes import client, config
@@ -94,7 +100,10 @@ class KubernetesDiscovery:
 
         def on_resource(kind: str, body: dict[str, Any]) -> None:
             if kind != "DELETED":
+                before = self.state.policy
                 apply_resource(self.state, body)
+                if self.state.policy != before:
+                    log.info("routing policy: %s", self.state.policy)
 
         def on_slice(kind: str, body: dict[str, Any]) -> None:
             key = body["metadata"]["name"]
@@ -102,7 +111,7 @@ class KubernetesDiscovery:
                 self._slices.pop(key, None)
             else:
                 self._slices[key] = body
-            self.state.set_endpoints(endpoints_of(self._slices))
+            self._publish_endpoints()
 
         def reset_slices() -> None:
             self._slices.clear()
@@ -160,9 +169,15 @@ class KubernetesDiscovery:
                     time.sleep(1)
 
         def handle_empty() -> None:
-            self.state.set_endpoints(endpoints_of(self._slices))
+            self._publish_endpoints()
 
         threading.Thread(target=run, daemon=True, name="router-watch").start()
+
+    def _publish_endpoints(self) -> None:
+        urls = endpoints_of(self._slices, addresses=self._addresses)
+        if urls != set(self.state.endpoints):
+            log.info("engine endpoints: %s", sorted(urls) or "none ready")
+        self.state.set_endpoints(urls)
 
     def stop(self) -> None:
         self._stop.set()
