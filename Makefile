@@ -55,8 +55,9 @@ test: lab-deps
 crds: install
 	$(BIN)/crossover crds --out crds/ --out charts/crossover/files/crds/
 
-demo: install
-	@echo "make demo: not yet - it lands with the demo issue. Try: $(BIN)/crossover breakeven -f examples/llama-8b-h100-vs-haiku.yaml"
+## The main job: lab, operator by Helm, a real trace replayed at x12 through the router, report in .lab/demo/.
+demo: lab-deps
+	$(BIN)/crossover demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

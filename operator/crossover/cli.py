@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "crossover.commands.lab",
     "crossover.commands.router",
     "crossover.commands.emulate",
+    "crossover.commands.demo",
 )
 
 

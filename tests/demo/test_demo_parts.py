@@ -38,6 +38,9 @@ def test_compression_scales_rates_and_durations_but_keeps_break_even_utilisation
     assert before.entry is not None and after.entry is not None
     assert abs(after.entry.tokens_per_second / before.entry.tokens_per_second - k) < Decimal("0.001")
     assert raw["spec"]["engine"]["capacity"]["decodeTokensPerSecond"] == "2000"  # the input is not modified
+    # plain digits, as the CRD's decimal pattern wants (Decimal.normalize alone gives "2.4E+4")
+    assert fast["spec"]["engine"]["capacity"]["decodeTokensPerSecond"] == "24000"
+    assert fast["spec"]["selfHosted"]["pricing"]["rented"]["pricePerGPUHour"] == "30"
 
 
 def test_ledger_bills_replicas_by_the_second_and_prices_tokens_at_api_rates() -> None:

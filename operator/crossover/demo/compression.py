@@ -15,7 +15,7 @@ from typing import Any
 
 
 def _scale_decimal(value: str, factor: Decimal) -> str:
-    return str((Decimal(value) * factor).normalize())
+    return format((Decimal(value) * factor).normalize(), "f")  # plain digits: the CRD pattern has no exponents
 
 
 def _scale_seconds(value: int, k: Decimal) -> int:

@@ -116,8 +116,7 @@ def install(cfg: LabConfig, bins: dict[str, Path], options: DemoOptions, api: cl
         env={**os.environ, "CROSSOVER_EMULATOR_API_KEY": key},
     )  # fmt: skip
     core = client.CoreV1Api(api)
-    with contextlib.suppress(ApiException):
-        core.create_namespace(cast(Any, {"metadata": {"name": NAMESPACE}}))
+    _fresh_namespace(core)
     ref = raw["spec"]["api"]["credentialsSecretRef"]
     secret = {"metadata": {"name": ref["name"]}, "stringData": {ref["key"]: key}}
     with contextlib.suppress(ApiException):
@@ -133,6 +132,23 @@ def install(cfg: LabConfig, bins: dict[str, Path], options: DemoOptions, api: cl
         _wait(lambda: not client.AppsV1Api(api).list_namespaced_deployment(NAMESPACE).items, 60, "old demo to go")
     custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, manifest)
     return manifest
+
+
+def _fresh_namespace(core: client.CoreV1Api) -> None:
+    """The demo's namespace, waiting out the deletion a previous run started."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            found = plain(core.api_client, core.read_namespace(NAMESPACE))
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            core.create_namespace(cast(Any, {"metadata": {"name": NAMESPACE}}))
+            return
+        if (found.get("status") or {}).get("phase") != "Terminating":
+            return
+        time.sleep(1)
+    raise RuntimeError(f"namespace {NAMESPACE} is still terminating")
 
 
 def _wait(check: Any, timeout: float, what: str) -> Any:
@@ -247,6 +263,14 @@ def _money(value: Decimal) -> str:
     return f"${value.quantize(Decimal('0.01')):,}"
 
 
+def _versus(ours: Decimal, theirs: Decimal) -> str:
+    """'62.1 % less than' or '8.0 % more than'."""
+    if theirs <= 0:
+        return "compared with"
+    change = (theirs - ours) / theirs * 100
+    return f"{abs(change).quantize(Decimal('0.1'))} % {'less' if change >= 0 else 'more'} than"
+
+
 def _view(state: DemoState, options: DemoOptions, elapsed: float, expected: float) -> Any:
     """The live screen: a progress line, the fleet and routing, the three cost totals, recent decisions."""
     from rich.console import Group
@@ -328,14 +352,11 @@ def _write_report(state: DemoState, options: DemoOptions, manifest: dict[str, An
     failed = sum(not r.ok for r in state.results)
     tokens_in = sum(r.usage_input or 0 for r in state.results)
     tokens_out = sum(r.usage_output or 0 for r in state.results)
-    best_other = min(ledger.api_only, ledger.static_total)
-    saving = best_other - ledger.crossover_total
-    pct = (saving / best_other * 100) if best_other > 0 else Decimal(0)
     line = (
-        f"crossover spent {_money(ledger.crossover_total)} vs {_money(ledger.api_only)} API-only and "
-        f"{_money(ledger.static_total)} static (×{ledger.static_replicas}): "
-        f"{'saved' if saving >= 0 else 'lost'} {_money(abs(saving))} ({pct.quantize(Decimal('0.1'))} %) "
-        f"against the cheaper alternative; {failed} of {len(state.results)} requests failed"
+        f"crossover spent {_money(ledger.crossover_total)}: {_versus(ledger.crossover_total, ledger.api_only)} "
+        f"API-only ({_money(ledger.api_only)}), {_versus(ledger.crossover_total, ledger.static_total)} a static "
+        f"fleet of {ledger.static_replicas} ({_money(ledger.static_total)}); "
+        f"{failed} of {len(state.results)} requests failed"
     )
     spec = manifest["spec"]
     lines = [
