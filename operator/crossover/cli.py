@@ -17,6 +17,8 @@ from crossover import __version__
 # Module paths that define subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "crossover.commands.breakeven",
+    "crossover.commands.simulate",
+    "crossover.commands.bench",
     "crossover.commands.crds",
     "crossover.commands.operator",
     "crossover.commands.lab",

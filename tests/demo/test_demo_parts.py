@@ -53,8 +53,11 @@ def test_ledger_bills_replicas_by_the_second_and_prices_tokens_at_api_rates() ->
     assert ledger.static == Decimal("1.5")
     assert ledger.api_only == Decimal(2)
     overhead = Decimal(730) / (Decimal(730) * 3600) * 60  # $1/h for a minute
-    assert ledger.overhead == overhead
+    assert ledger.overhead == overhead == ledger.static_overhead
+    ledger.advance(Decimal(60), billed_replicas=0)  # no replicas: no overhead for crossover, the static fleet pays
+    assert ledger.overhead == overhead and ledger.static_overhead == 2 * overhead
     assert ledger.crossover_total == Decimal(1) + overhead + Decimal("0.50")
+    assert ledger.static_total == Decimal(3) + 2 * overhead
     assert api_cost(pricing, 0, 1_000_000) == Decimal(5)
 
 

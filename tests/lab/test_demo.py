@@ -31,5 +31,12 @@ def test_shortened_demo_runs_end_to_end_and_writes_its_report(lab: Lab, tmp_path
     report = (out / "report.md").read_text()
     assert "| crossover |" in report and "| API only |" in report and "static fleet" in report
     assert (out / "report.png").stat().st_size > 10_000
+    # every request's tokens counted exactly once: the router's counters equal what the clients were told
+    counts = re.search(
+        r"to the client\): ([\d,]+) in, ([\d,]+) out; counted by the router: ([\d,]+) in, ([\d,]+) out", report
+    )
+    assert counts, report
+    client_in, client_out, router_in, router_out = (int(g.replace(",", "")) for g in counts.groups())
+    assert client_in > 0 and (client_in, client_out) == (router_in, router_out)
     # nothing of the demo's own is left running: its API emulator is gone (the lab stays, the fixture owns it)
     assert processes.pid_of(lab.cfg.state, "api-emulator") is None

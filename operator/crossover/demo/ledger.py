@@ -41,6 +41,8 @@ class Ledger:
     pricing: APIPricing
     static_replicas: int
     elapsed_seconds: Decimal = Decimal(0)
+    overhead: Decimal = Decimal(0)  # fixed overhead while crossover self-hosts (replicas > 0), as in the cost model
+    static_overhead: Decimal = Decimal(0)
     replicas: Decimal = Decimal(0)  # crossover's replica spend
     api: Decimal = Decimal(0)  # crossover's API spend (the router's own counter)
     api_only: Decimal = Decimal(0)  # every served token at API prices
@@ -48,22 +50,21 @@ class Ledger:
     samples: list[dict[str, str]] = field(default_factory=list)
 
     @property
-    def overhead(self) -> Decimal:
-        return self.overhead_per_month / (HOURS_PER_MONTH * SECONDS_PER_HOUR) * self.elapsed_seconds
-
-    @property
     def crossover_total(self) -> Decimal:
         return self.replicas + self.overhead + self.api
 
     @property
     def static_total(self) -> Decimal:
-        return self.static + self.overhead
+        return self.static + self.static_overhead
 
     def advance(self, seconds: Decimal, billed_replicas: int) -> None:
         """Time passes: replicas that exist (warming or ready) are paid for; so is the static fleet."""
         self.elapsed_seconds += seconds
+        overhead = self.overhead_per_month / (HOURS_PER_MONTH * SECONDS_PER_HOUR) * seconds
         self.replicas += self.replica_per_hour * billed_replicas * seconds / SECONDS_PER_HOUR
+        self.overhead += overhead if billed_replicas > 0 else Decimal(0)
         self.static += self.replica_per_hour * self.static_replicas * seconds / SECONDS_PER_HOUR
+        self.static_overhead += overhead
 
     def served(self, input_tokens: int, output_tokens: int) -> None:
         self.api_only += api_cost(self.pricing, input_tokens, output_tokens)

@@ -78,6 +78,7 @@ class DemoState:
     results: list[loadgen.RequestResult] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
     router_ip: str = ""
+    router_tokens: dict[str, int] = field(default_factory=dict)
 
 
 def _helm(cfg: LabConfig, bins: dict[str, Path], *args: str) -> None:
@@ -184,6 +185,20 @@ def router_ip(api: client.ApiClient, name: str) -> str:
         )
 
     return str(_wait(ready_ip, 120, "the router pod to be Ready"))
+
+
+def _router_tokens(ip: str) -> dict[str, int]:
+    """Tokens the router counted (from upstream usage), by direction, over every backend and outcome."""
+    totals = {"input": 0, "output": 0}
+    try:
+        text = requests.get(f"http://{ip}:8080/metrics", timeout=5).text
+    except requests.RequestException:
+        return totals
+    for line in text.splitlines():
+        if line.startswith("crossover_router_tokens_total{"):
+            direction = line.split('direction="', 1)[1].split('"', 1)[0]
+            totals[direction] = totals.get(direction, 0) + round(float(line.rsplit(" ", 1)[1]))
+    return totals
 
 
 def _router_api_spend(ip: str) -> Decimal | None:
@@ -376,10 +391,11 @@ def _write_report(state: DemoState, options: DemoOptions, manifest: dict[str, An
         f"{_money(ledger.api)} |",
         f"| API only | {_money(ledger.api_only)} | - | - | {_money(ledger.api_only)} |",
         f"| static fleet ×{ledger.static_replicas} | {_money(ledger.static_total)} | {_money(ledger.static)} | "
-        f"{_money(ledger.overhead)} | - |",
+        f"{_money(ledger.static_overhead)} | - |",
         "",
         f"Requests: {len(state.results)} sent, {failed} failed; tokens served (usage reported to the client): "
-        f"{tokens_in:,} in, {tokens_out:,} out.",
+        f"{tokens_in:,} in, {tokens_out:,} out; counted by the router: "
+        f"{state.router_tokens.get('input', 0):,} in, {state.router_tokens.get('output', 0):,} out.",
         "",
         "## Decisions",
         "",
@@ -443,6 +459,7 @@ async def _replay_with_view(
                     f"crossover {_money(state.ledger.crossover_total)}  API-only {_money(state.ledger.api_only)}"
                 )
         await replay
+        state.router_tokens = await asyncio.to_thread(_router_tokens, state.router_ip)
     finally:
         stop.set()
         replay.cancel()

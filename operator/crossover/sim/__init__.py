@@ -1,0 +1,1 @@
+"""Trace replay: the decision engine and reference policies on real demand, before any cluster exists."""

@@ -1,0 +1,376 @@
+"""The simulated cluster and router, step by step, and the policies that drive it.
+
+One step per control interval. At each step the controller sees demand as Prometheus would show it (the mean over
+a rate window that ends one scrape interval ago), the policy picks replicas, new replicas are billed at once and
+serve `coldStartSeconds` later, removed ones stop costing at once (warming ones go first). Serving follows the
+router: ready replicas take demand up to the target utilisation of their two-dimensional capacity
+(`in/prefill + out/decode`); the rest goes to the API if the policy spills, else it is late. The same accounting
+applies to every policy, so costs compare; late tokens are reported, and priced at API rates in the "effective"
+cost the offline optimum bounds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
+
+from costpolicy.decide import decide
+from costpolicy.decision import Recommendation
+from costpolicy.snapshot import Demand, ReplicaState, Snapshot
+from costpolicy.spec import CostSpec
+from crossover.sim.traces import Trace
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # a month boundary: budget pacing starts fresh
+MILLION = Decimal(1_000_000)
+SECONDS_PER_HOUR = Decimal(3600)
+
+
+def dec(x: float) -> Decimal:
+    return Decimal(f"{x:.6f}")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    control_interval_s: float = 30.0
+    scrape_interval_s: float = 15.0
+    rate_window_s: float = 120.0
+    # Before t = 0 the end of the trace plays for this long, unrecorded (as if the trace wrapped around: yesterday
+    # evening before this morning): the operator was running before the trace began, as the static fleet was, so
+    # no policy starts from a cold, empty cluster unless asked to (--warmup 0).
+    warmup_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """One row of decisions.csv (rates in tokens/s over the step) and the step's costs."""
+
+    window_start_s: float
+    window_seconds: float
+    demand_input_tps: float
+    demand_output_tps: float
+    replicas_billed: int
+    replicas_ready: int
+    self_input_tps: float
+    self_output_tps: float
+    api_input_tps: float
+    api_output_tps: float
+    late_input_tps: float
+    late_output_tps: float
+    cost_replicas: Decimal
+    cost_overhead: Decimal
+    cost_api: Decimal
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class View:
+    """What a policy sees at one control step."""
+
+    t: float
+    observed: tuple[float, float] | None  # (input, output) tokens/s from "Prometheus"; None: no data yet
+    desired: int
+    ready: int
+    warming: int
+    api_spend: Decimal
+    spill_fraction: Decimal
+
+
+class Policy(Protocol):
+    name: str
+    spills: bool
+
+    def initial(self, spec: CostSpec) -> int: ...
+
+    def decide(self, view: View) -> tuple[int, str]: ...
+
+
+@dataclass
+class Result:
+    policy: str
+    steps: list[Step]
+    scale_events: int
+
+    @property
+    def replicas(self) -> Decimal:
+        return sum((s.cost_replicas for s in self.steps), Decimal(0))
+
+    @property
+    def overhead(self) -> Decimal:
+        return sum((s.cost_overhead for s in self.steps), Decimal(0))
+
+    @property
+    def api(self) -> Decimal:
+        return sum((s.cost_api for s in self.steps), Decimal(0))
+
+    @property
+    def total(self) -> Decimal:
+        return self.replicas + self.overhead + self.api
+
+    def tokens(self, kind: str) -> float:
+        """Tokens over the run: kind is demand, self, api or late."""
+        total = 0.0
+        for s in self.steps:
+            rate: float = getattr(s, f"{kind}_input_tps") + getattr(s, f"{kind}_output_tps")
+            total += rate * s.window_seconds
+        return total
+
+    @property
+    def late_fraction(self) -> float:
+        demand = self.tokens("demand")
+        return self.tokens("late") / demand if demand else 0.0
+
+    def effective(self, spec: CostSpec) -> Decimal:
+        """Spend plus late tokens at API prices: what serving everything would have cost at least."""
+        late = sum(
+            (
+                dec(s.late_input_tps * s.window_seconds) * spec.api_pricing.input_per_million
+                + dec(s.late_output_tps * s.window_seconds) * spec.api_pricing.output_per_million
+            )
+            / MILLION
+            for s in self.steps
+        )
+        return self.total + late
+
+
+@dataclass
+class Demands:
+    """The trace on the control grid: per-step rates, and what a Prometheus-backed controller sees."""
+
+    trace: Trace
+    config: SimConfig
+    rates: list[tuple[float, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        dt = self.config.control_interval_s
+        steps = math.ceil(self.trace.duration_s / dt)
+        self.rates = [self._mean(k * dt, (k + 1) * dt) for k in range(steps)]
+
+    def _mean(self, start: float, end: float) -> tuple[float, float]:
+        """Exact time-weighted mean over [start, end) across trace windows."""
+        total_in = total_out = 0.0
+        for w in self.trace.windows:
+            lo, hi = max(start, w.start_s), min(end, w.start_s + w.seconds)
+            if hi > lo:
+                total_in += w.input_tps * (hi - lo)
+                total_out += w.output_tps * (hi - lo)
+        span = end - start
+        return total_in / span, total_out / span
+
+    def rate(self, k: int) -> tuple[float, float]:
+        """Step k's demand; during the warm-up (k < 0) the trace's end, wrapped around."""
+        return self.rates[k % len(self.rates)] if self.rates else (0.0, 0.0)
+
+    def observed(self, k: int) -> tuple[float, float] | None:
+        """Mean over the rate window ending one scrape interval before step k starts; None before any data."""
+        dt = self.config.control_interval_s
+        end = k * dt - self.config.scrape_interval_s
+        history = -self.config.warmup_s
+        if end <= history:
+            return None
+        start = max(history, end - self.config.rate_window_s)
+        first, last = math.floor(start / dt), max(math.floor(start / dt), math.ceil(end / dt) - 1)
+        total_in = total_out = weight = 0.0
+        for j in range(first, last + 1):
+            lo, hi = max(start, j * dt), min(end, (j + 1) * dt)
+            if hi > lo and j < len(self.rates):
+                rate_in, rate_out = self.rate(j)
+                total_in += rate_in * (hi - lo)
+                total_out += rate_out * (hi - lo)
+                weight += hi - lo
+        return (total_in / weight, total_out / weight) if weight else None
+
+
+def busy(spec: CostSpec, input_tps: float, output_tps: float) -> float:
+    capacity = spec.capacity
+    return input_tps / float(capacity.prefill_tokens_per_second) + output_tps / float(capacity.decode_tokens_per_second)
+
+
+def serve(spec: CostSpec, ready: int, input_tps: float, output_tps: float) -> float:
+    """Share of demand the ready replicas take, up to the target utilisation (the router's fast path)."""
+    need = busy(spec, input_tps, output_tps)
+    if need <= 0:
+        return 1.0
+    return min(1.0, ready * float(spec.policy.target_utilization) / need)
+
+
+def step_costs(
+    spec: CostSpec, billed: int, api_in: float, api_out: float, seconds: float
+) -> tuple[Decimal, Decimal, Decimal]:
+    hours = dec(seconds) / SECONDS_PER_HOUR
+    replicas = billed * spec.replica_cost_per_hour() * hours
+    overhead = spec.overhead_per_hour() * hours if billed > 0 else Decimal(0)
+    pricing = spec.api_pricing
+    api = (dec(api_in * seconds) * pricing.input_per_million + dec(api_out * seconds) * pricing.output_per_million) / (
+        MILLION
+    )
+    return replicas, overhead, api
+
+
+def simulate(spec: CostSpec, demands: Demands, policy: Policy) -> Result:
+    dt = demands.config.control_interval_s
+    cold = float(spec.cold_start_seconds)
+    ready_at: list[float] = [-math.inf] * policy.initial(spec)  # initial replicas are up already
+    desired = len(ready_at)
+    steps: list[Step] = []
+    events = 0
+    spend = Decimal(0)
+    spill = Decimal(0)
+    warm = round(demands.config.warmup_s / dt)
+    for k in range(-warm, len(demands.rates)):
+        din, dout = demands.rate(k)
+        t = k * dt
+        ready = sum(1 for r in ready_at if r <= t)
+        view = View(t, demands.observed(k), desired, ready, len(ready_at) - ready, spend, spill)
+        wanted, reason = policy.decide(view)
+        wanted = max(0, min(spec.replicas.max, wanted))
+        if wanted != desired:
+            events += k >= 0
+            desired = wanted
+        while len(ready_at) < desired:
+            ready_at.append(t + cold)
+        if len(ready_at) > desired:
+            ready_at.sort()  # warming ones (latest ready time) go first
+            del ready_at[desired:]
+        ready = sum(1 for r in ready_at if r <= t)
+        share = serve(spec, ready, din, dout)
+        rest_in, rest_out = din * (1 - share), dout * (1 - share)
+        api_in, api_out = (rest_in, rest_out) if policy.spills else (0.0, 0.0)
+        late_in, late_out = (0.0, 0.0) if policy.spills else (rest_in, rest_out)
+        cost_replicas, cost_overhead, cost_api = step_costs(spec, len(ready_at), api_in, api_out, dt)
+        if k < 0:  # warm-up: the policy settles, nothing is recorded or paid
+            continue
+        spend += cost_api
+        total = din + dout
+        spill = dec((api_in + api_out) / total) if total > 0 else Decimal(0)
+        steps.append(
+            Step(
+                t, dt, din, dout, len(ready_at), ready, din * share, dout * share, api_in, api_out, late_in, late_out,
+                cost_replicas, cost_overhead, cost_api, reason,
+            )
+        )  # fmt: skip
+    return Result(policy.name, steps, events)
+
+
+# ---- policies ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CostAware:
+    """The operator's own policy: costpolicy.decide, fed exactly as the operator feeds it."""
+
+    spec: CostSpec
+    name: str = "cost-aware"
+    spills: bool = True
+    history: tuple[Recommendation, ...] = ()
+
+    def initial(self, spec: CostSpec) -> int:
+        return spec.replicas.min
+
+    def decide(self, view: View) -> tuple[int, str]:
+        now = EPOCH + timedelta(seconds=view.t)
+        demand = (
+            Demand(input_tps=dec(view.observed[0]), output_tps=dec(view.observed[1]))
+            if view.observed is not None
+            else None
+        )
+        snapshot = Snapshot(
+            observed_at=now,
+            replicas=ReplicaState(desired=view.desired, ready=view.ready, warming=view.warming),
+            demand=demand,
+            api_spend_this_month=view.api_spend,
+            current_spill_fraction=view.spill_fraction,
+        )
+        decision = decide(self.spec, snapshot, self.history, now)
+        self.history = decision.history
+        return (decision.replicas if decision.actuate else view.desired), decision.reason.value
+
+
+@dataclass
+class APIOnly:
+    name: str = "api-only"
+    spills: bool = True
+
+    def initial(self, spec: CostSpec) -> int:
+        return 0
+
+    def decide(self, view: View) -> tuple[int, str]:
+        return 0, "APIOnly"
+
+
+@dataclass
+class StaticPeak:
+    """What teams do: enough replicas for the peak at the target utilisation, always on, no spill."""
+
+    replicas: int
+    name: str = "static-peak"
+    spills: bool = False
+
+    def initial(self, spec: CostSpec) -> int:
+        return self.replicas
+
+    def decide(self, view: View) -> tuple[int, str]:
+        return self.replicas, "Static"
+
+
+@dataclass
+class HPAUtil:
+    """A utilisation-target autoscaler with the HPA's defaults: 10 % tolerance, 300 s scale-down stabilisation,
+    scale-up by at most max(100 %, 4 pods) per 15 s, at least one replica (the HPA cannot scale to zero)."""
+
+    spec: CostSpec
+    spills: bool = False
+    name: str = "hpa-util"
+    tolerance: float = 0.1
+    down_window_s: float = 300.0
+    recommendations: list[tuple[float, int]] = field(default_factory=list)
+
+    def initial(self, spec: CostSpec) -> int:
+        return max(1, spec.replicas.min)
+
+    def decide(self, view: View) -> tuple[int, str]:
+        floor = max(1, self.spec.replicas.min)
+        if view.observed is None or view.ready == 0:
+            return max(view.desired, floor), "NoMetrics"
+        utilisation = busy(self.spec, *view.observed) / view.ready
+        ratio = utilisation / float(self.spec.policy.target_utilization)
+        raw = view.desired if abs(ratio - 1) <= self.tolerance else math.ceil(view.desired * ratio)
+        raw = max(floor, min(self.spec.replicas.max, raw))
+        self.recommendations = [(t, r) for t, r in self.recommendations if t > view.t - self.down_window_s]
+        self.recommendations.append((view.t, raw))
+        stabilised = max(r for _, r in self.recommendations) if raw < view.desired else raw
+        limit = max(2 * view.desired, view.desired + 4)  # per 15 s; generous for a 30 s step
+        return min(stabilised, limit), "Utilization"
+
+
+def make_policy(name: str, spec: CostSpec, demands: Demands) -> Policy:
+    if name == "cost-aware":
+        return CostAware(spec)
+    if name == "api-only":
+        return APIOnly()
+    if name == "static-peak":
+        u = float(spec.policy.target_utilization)
+        peak = max((busy(spec, i, o) for i, o in demands.rates), default=0.0)
+        return StaticPeak(min(spec.replicas.max, max(1, math.ceil(peak / u - 1e-9))))
+    if name == "hpa-util":
+        return HPAUtil(spec)
+    if name == "hpa-util-spill":
+        return HPAUtil(spec, spills=True, name="hpa-util-spill")
+    raise ValueError(f"unknown policy {name!r}")
+
+
+POLICIES = ("cost-aware", "api-only", "static-peak", "hpa-util", "hpa-util-spill", "offline-optimum")
+
+
+def run_policy(name: str, spec: CostSpec, demands: Demands) -> Result:
+    if name == "offline-optimum":
+        from crossover.sim.optimum import offline_optimum
+
+        return offline_optimum(spec, demands)
+    return simulate(spec, demands, make_policy(name, spec, demands))
+
+
+Progress = Callable[[str], None]

@@ -1,0 +1,82 @@
+"""The clairvoyant lower bound: dynamic programming over the number of ready replicas at every control step.
+
+It knows the whole trace, so it starts replicas exactly one cold start before they are needed, and it still pays
+for that warm-up: every net increase of k replicas at step s is billed k replicas for the C = ceil(cold start / step)
+steps before s (the overhead too, when nothing else was running). Serving and prices are the simulator's. Any
+policy's ready schedule is one of the plans searched, and a policy pays at least this for it (each ready replica was
+billed for a cold start first; late tokens count at API prices in its effective cost), so the optimum is a lower
+bound on every policy's effective cost. The DP runs in floats (speed); the chosen plan is re-costed in Decimal.
+"""
+
+from __future__ import annotations
+
+import math
+
+from costpolicy.spec import CostSpec
+from crossover.sim.model import Demands, Result, Step, busy, serve, step_costs
+
+
+def offline_optimum(spec: CostSpec, demands: Demands) -> Result:
+    dt = demands.config.control_interval_s
+    rates = demands.rates
+    top = spec.replicas.max
+    u = float(spec.policy.target_utilization)
+    replica = float(spec.replica_cost_per_hour()) * dt / 3600
+    overhead = float(spec.overhead_per_hour()) * dt / 3600
+    price_in = float(spec.api_pricing.input_per_million) / 1e6
+    price_out = float(spec.api_pricing.output_per_million) / 1e6
+    warm_steps = math.ceil(float(spec.cold_start_seconds) / dt - 1e-9)
+
+    def step_cost(k: int, m: int) -> float:
+        din, dout = rates[k]
+        need = busy(spec, din, dout)
+        share = 1.0 if need <= 0 else min(1.0, m * u / need)
+        api = (din * price_in + dout * price_out) * (1 - share) * dt
+        return m * replica + (overhead if m > 0 else 0.0) + api
+
+    def warm(n: int, m: int) -> float:
+        if m <= n:
+            return 0.0
+        return (m - n) * replica * warm_steps + (overhead * warm_steps if n == 0 else 0.0)
+
+    states = range(spec.replicas.min, top + 1)  # the manifest's bounds bind the optimum as they bind the operator
+    value = [step_cost(0, m) if rates else 0.0 for m in states]  # any start is free, as for the static fleet
+    choice: list[list[int]] = []
+    for k in range(1, len(rates)):
+        best_prev = []
+        new_value = []
+        for m in states:
+            j = min(range(len(states)), key=lambda p: value[p] + warm(states[p], m))
+            best_prev.append(j)
+            new_value.append(value[j] + warm(states[j], m) + step_cost(k, m))
+        choice.append(best_prev)
+        value = new_value
+    if not rates:
+        return Result("offline-optimum", [], 0)
+    index = [min(range(len(states)), key=lambda m: value[m])]
+    for back in reversed(choice):
+        index.append(back[index[-1]])
+    plan = [states[i] for i in reversed(index)]
+
+    warming = [0] * len(plan)
+    for s in range(1, len(plan)):
+        increase = max(0, plan[s] - plan[s - 1])
+        for j in range(max(0, s - warm_steps), s):
+            warming[j] += increase
+    steps: list[Step] = []
+    events = 0
+    for k, (din, dout) in enumerate(rates):
+        ready = plan[k]
+        billed = ready + warming[k]
+        if k and billed != steps[-1].replicas_billed:
+            events += 1
+        share = serve(spec, ready, din, dout)
+        api_in, api_out = din * (1 - share), dout * (1 - share)
+        cost_replicas, cost_overhead, cost_api = step_costs(spec, billed, api_in, api_out, dt)
+        steps.append(
+            Step(
+                k * dt, dt, din, dout, billed, ready, din * share, dout * share, api_in, api_out, 0.0, 0.0,
+                cost_replicas, cost_overhead, cost_api, "Clairvoyant",
+            )
+        )  # fmt: skip
+    return Result("offline-optimum", steps, events)

@@ -1,0 +1,127 @@
+"""Demand traces: a window series (`window_start_s, input_tokens_per_s, output_tokens_per_s`) or a request-level
+trace (`TIMESTAMP, ContextTokens, GeneratedTokens`, the Azure format), told apart by the header.
+
+Token rates are floats: they are measurements, not money. Every dollar the simulator reports is a Decimal.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+
+class TraceError(ValueError):
+    """The file is not a trace this simulator reads; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class Window:
+    start_s: float
+    seconds: float
+    input_tps: float
+    output_tps: float
+
+
+@dataclass(frozen=True)
+class Trace:
+    name: str
+    windows: tuple[Window, ...]
+
+    @property
+    def duration_s(self) -> float:
+        return sum(w.seconds for w in self.windows)
+
+    def mean_tps(self) -> float:
+        """Time-weighted mean of input + output tokens per second."""
+        total = sum((w.input_tps + w.output_tps) * w.seconds for w in self.windows)
+        return total / self.duration_s if self.duration_s else 0.0
+
+    def scaled_to_mean(self, target_tps: float) -> Trace:
+        """Both token columns times one factor, so the time-weighted mean of in + out equals `target_tps`."""
+        mean = self.mean_tps()
+        if mean <= 0:
+            raise TraceError("cannot scale a trace with no tokens")
+        k = target_tps / mean
+        return Trace(
+            self.name, tuple(Window(w.start_s, w.seconds, w.input_tps * k, w.output_tps * k) for w in self.windows)
+        )
+
+    def rate_at(self, t: float) -> tuple[float, float]:
+        """Input and output tokens/s at time t (the window containing t; zero outside the trace)."""
+        lo, hi = 0, len(self.windows) - 1
+        if not self.windows or t < self.windows[0].start_s or t >= self.windows[-1].start_s + self.windows[-1].seconds:
+            return 0.0, 0.0
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.windows[mid].start_s <= t:
+                lo = mid
+            else:
+                hi = mid - 1
+        w = self.windows[lo]
+        return w.input_tps, w.output_tps
+
+
+def _window_series(name: str, rows: list[dict[str, str]]) -> Trace:
+    starts, ins, outs = [], [], []
+    for number, row in enumerate(rows, start=2):
+        try:
+            starts.append(float(row["window_start_s"]))
+            ins.append(float(row["input_tokens_per_s"]))
+            outs.append(float(row["output_tokens_per_s"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise TraceError(f"line {number}: {error}") from None
+    if len(starts) < 2:
+        raise TraceError("a window series needs at least two rows")
+    windows = []
+    for i, start in enumerate(starts):
+        seconds = (starts[i + 1] - start) if i + 1 < len(starts) else (start - starts[i - 1])
+        if seconds <= 0:
+            raise TraceError(f"line {i + 2}: window_start_s must increase")
+        windows.append(Window(start - starts[0], seconds, ins[i], outs[i]))
+    return Trace(name, tuple(windows))
+
+
+def _requests(name: str, rows: list[dict[str, str]], bucket_s: float) -> Trace:
+    events: list[tuple[float, int, int]] = []
+    first: datetime | None = None
+    for number, row in enumerate(rows, start=2):
+        try:
+            when = datetime.fromisoformat(row["TIMESTAMP"].strip()[:26])
+            first = first or when
+            events.append(((when - first).total_seconds(), int(row["ContextTokens"]), int(row["GeneratedTokens"])))
+        except (KeyError, TypeError, ValueError) as error:
+            raise TraceError(f"line {number}: {error}") from None
+    if not events:
+        raise TraceError("no requests")
+    count = int(max(at for at, _, _ in events) // bucket_s) + 1
+    ins, outs = [0.0] * count, [0.0] * count
+    for at, context, generated in events:
+        index = int(at // bucket_s)
+        ins[index] += context
+        outs[index] += generated
+    return Trace(
+        name, tuple(Window(i * bucket_s, bucket_s, ins[i] / bucket_s, outs[i] / bucket_s) for i in range(count))
+    )
+
+
+def load_trace(path: Path, bucket_s: float = 30.0) -> Trace:
+    """Read either format; request-level traces are bucketed into `bucket_s` windows."""
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = {h.strip() for h in (reader.fieldnames or [])}
+            rows = list(reader)
+    except OSError as error:
+        raise TraceError(f"cannot read {path}: {error.strerror}") from None
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise TraceError(f"{path} is not CSV: {error}") from None
+    if {"window_start_s", "input_tokens_per_s", "output_tokens_per_s"} <= header:
+        return _window_series(path.name, rows)
+    if {"TIMESTAMP", "ContextTokens", "GeneratedTokens"} <= header:
+        return _requests(path.name, rows, bucket_s)
+    raise TraceError(
+        f"{path.name}: unknown header {sorted(header)}; want window_start_s,input_tokens_per_s,output_tokens_per_s "
+        "or TIMESTAMP,ContextTokens,GeneratedTokens"
+    )
