@@ -59,5 +59,9 @@ crds: install
 demo: lab-deps
 	$(BIN)/crossover demo
 
+## The cost benchmark (a few minutes): every policy, trace, example manifest and volume -> bench/RESULTS.md.
+bench: install
+	$(BIN)/crossover bench
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
