@@ -241,6 +241,7 @@ class Router:
                 raise _BeforeFirstByte(f"{backend}: HTTP {upstream.status}")
             if upstream.status != 200 or not body.get("stream"):
                 data = await upstream.read()
+                received = time.perf_counter()  # the router's own time starts again once the body is in
                 if upstream.status == 200:
                     with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError):
                         usage.read(json.loads(data))
@@ -268,6 +269,7 @@ class Router:
         lines = upstream.content.__aiter__()
         try:
             first = await lines.__anext__()
+            received = time.perf_counter()  # upstream's time to first token is not the router's
         except StopAsyncIteration:
             self.metrics.count(backend, m.ERROR, None, None)
             raise _BeforeFirstByte(f"{backend}: empty stream") from None
