@@ -201,8 +201,21 @@ def test_demand_above_break_even_scales_up_from_zero_then_back_down(
     finally:
         load.stop()
     assert load.failed == 0, load.outcomes
-    # no demand: after the 8 s down-window the engine goes back to zero
-    eventually(lambda: engine_replicas(lab, namespace, "up") == 0, timeout=90)
+    # demand falls below break-even (0.2 req/s: ~$1.60/h on the API) but keeps coming: after the 8 s down-window
+    # the engine goes back to zero while requests are in flight, and none fails (they move to the API)
+    trickle = Load(url, rate_per_second=0.2).start()
+    try:
+        eventually(lambda: engine_replicas(lab, namespace, "up") == 0, timeout=90)
+        eventually(
+            lambda: (
+                not lab.core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=engine").items
+            ),
+            timeout=60,
+        )
+        time.sleep(6)  # requests after the last pod left
+    finally:
+        trickle.stop()
+    assert trickle.failed == 0 and sum(trickle.outcomes.values()) >= 3, trickle.outcomes
     history = status(lab, namespace, "up")["history"]
     assert [h["replicas"] for h in history if h["action"] != "Hold"][-1] == 0
 
