@@ -144,8 +144,20 @@ class ReplicasStatus(StatusModel):
     unschedulable: int = 0
 
 
+class RoutingAPIStatus(StatusModel):
+    """The hosted API a router spills to, copied from the last spec that validated."""
+
+    base_url: str = Field(alias="baseURL", description="Base URL of the OpenAI-compatible API.")
+    model: str = Field(description="Model name requests to the API are rewritten to.")
+    input_per_million: NonNegativeDecimal = Field(description="Price of one million input tokens, in dollars.")
+    output_per_million: NonNegativeDecimal = Field(description="Price of one million output tokens, in dollars.")
+    cached_input_per_million: NonNegativeDecimal | None = Field(
+        default=None, description="Price of one million cached input tokens (unset: the input price)."
+    )
+
+
 class RoutingStatus(StatusModel):
-    """What the router applies per request; written by the operator, watched by the router."""
+    """Everything a router needs, from the last spec that validated: routers read only this and their Secret."""
 
     mode: str = Field(description="The policy mode in force.")
     spill_fraction: NonNegativeDecimal = Field(description="Share of requests sent to the API, 0..1.")
@@ -153,6 +165,11 @@ class RoutingStatus(StatusModel):
     api_available: bool = Field(
         default=True,
         description="False when the budget is exhausted or the provider throttles: stop spilling.",
+    )
+    served_model: str | None = Field(default=None, description="The model name clients send (/v1/models lists it).")
+    api: RoutingAPIStatus | None = Field(default=None, description="Where and at what price spilled requests go.")
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation of the spec this routing was computed from."
     )
 
 

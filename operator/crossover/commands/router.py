@@ -42,13 +42,14 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    import yaml
     from aiohttp import web
 
+    from crossover.manifest import ManifestError, load_inference_deployment
+    from crossover.reconcile.routing import routing_status
     from crossover.router.app import build_router_app
     from crossover.router.discovery import KubernetesDiscovery, apply_resource
     from crossover.router.proxy import RouterSettings
-    from crossover.router.state import Policy, RouterState
+    from crossover.router.state import RouterState
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -68,20 +69,35 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.spec_file:
         try:
-            resource = yaml.safe_load(args.spec_file.read_text())
-        except (OSError, yaml.YAMLError) as error:
-            print(f"crossover router: cannot read {args.spec_file}: {error}", file=sys.stderr)
+            manifest = load_inference_deployment(args.spec_file)
+        except ManifestError as error:
+            print(f"crossover router: {error}", file=sys.stderr)
             return 2
-        apply_resource(state, resource)
-        if state.policy is None:
-            print(f"crossover router: {args.spec_file} is not a valid InferenceDeployment", file=sys.stderr)
-            return 2
+        published = manifest.status.routing if manifest.status is not None else None
         try:
-            fraction = Decimal(args.spill_fraction) if args.spill_fraction is not None else state.policy.spill_fraction
+            fraction = (
+                Decimal(args.spill_fraction)
+                if args.spill_fraction is not None
+                else (published.spill_fraction if published is not None else Decimal(0))
+            )
         except InvalidOperation:
-            print(f"crossover router: --spill-fraction {args.spill_fraction!r} is not a number", file=sys.stderr)
+            fraction = Decimal("NaN")
+        if not fraction.is_finite() or not Decimal(0) <= fraction <= Decimal(1):
+            print(
+                f"crossover router: --spill-fraction {args.spill_fraction!r} is not a number in 0..1", file=sys.stderr
+            )
             return 2
-        state.policy = Policy(args.mode or state.policy.mode, fraction, state.policy.api_available)
+        # the same status.routing the operator would publish for this manifest: the router reads only that
+        routing = routing_status(
+            manifest.spec,
+            manifest.name,
+            fraction,
+            api_available=published.api_available if published is not None else True,
+            generation=None,
+        ).model_dump(mode="json", by_alias=True, exclude_none=True)
+        if args.mode:
+            routing["mode"] = args.mode
+        apply_resource(state, {"status": {"routing": routing}})
         state.set_endpoints(set(args.engine_url))
     else:
         discovery = KubernetesDiscovery(state, args.name, args.namespace, args.kubeconfig)

@@ -30,6 +30,7 @@ from crossover.reconcile import conditions as cond
 from crossover.reconcile.children import Owner, RouterSettings, children
 from crossover.reconcile.labels import ENGINE, engine_name, selector_string
 from crossover.reconcile.ports import Cluster, EngineState, Metrics, MetricsReading
+from crossover.reconcile.routing import routing_status
 from crossover.reconcile.status import (
     decision_record,
     dump,
@@ -250,7 +251,7 @@ def _status(
             warming=engine.warming,
             unschedulable=engine.unschedulable,
         ),
-        routing=_routing(spec, decision, reading),
+        routing=_routing(resource, spec, decision, reading),
         demand=None
         if demand is None
         else DemandStatus(
@@ -273,13 +274,15 @@ def _status(
     )
 
 
-def _routing(spec: InferenceDeploymentSpec, decision: Decision, reading: MetricsReading) -> RoutingStatus:
-    spill = decision.spill_fraction.quantize(Decimal("0.0001"))
-    return RoutingStatus(
-        mode=spec.policy.mode.value,
-        spill_fraction=spill,
-        spill_percent=percent(spill),
+def _routing(
+    resource: Resource, spec: InferenceDeploymentSpec, decision: Decision, reading: MetricsReading
+) -> RoutingStatus:
+    return routing_status(
+        spec,
+        resource.name,
+        decision.spill_fraction,
         api_available=not (decision.flags.budget_exceeded or reading.api_throttled),
+        generation=resource.generation,
     )
 
 

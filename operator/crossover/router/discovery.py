@@ -1,4 +1,4 @@
-"""Where the router's state comes from: the InferenceDeployment (spec and the operator's routing status) and the
+"""Where the router's state comes from: the InferenceDeployment's `status.routing` (never its spec) and the
 engine's EndpointSlices, watched in Kubernetes; or flags and a manifest file, for local runs and tests."""
 
 from __future__ import annotations
@@ -8,37 +8,50 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from costpolicy.spec import APIPricing
 from crossover.addressing import AddressMap
-from crossover.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceDeploymentSpec
+from crossover.api.v1alpha1 import GROUP, PLURAL, VERSION, RoutingStatus
 from crossover.router.state import APITarget, Policy, RouterState
 
 log = logging.getLogger(__name__)
 
 
 def apply_resource(state: RouterState, resource: dict[str, Any]) -> None:
-    """Take API target and policy from the resource; a spec that does not validate keeps the last good state."""
+    """Take API target, served model and policy from `status.routing` only: the operator writes it from the last
+    spec that validated, so the router never parses a spec. Missing or unreadable routing keeps what it has."""
+    raw = (resource.get("status") or {}).get("routing")
+    if not raw:
+        return  # the operator has not reconciled this resource yet: stay not ready
     try:
-        spec = InferenceDeploymentSpec.model_validate(resource.get("spec") or {})
+        routing = RoutingStatus.model_validate(raw)
+        api = (
+            None
+            if routing.api is None
+            else APITarget(
+                routing.api.base_url,
+                routing.api.model,
+                APIPricing(
+                    input_per_million=routing.api.input_per_million,
+                    output_per_million=routing.api.output_per_million,
+                    cached_input_per_million=routing.api.cached_input_per_million,
+                ),
+            )
+        )
     except ValidationError as error:
-        log.warning("InferenceDeployment spec invalid (%d errors); keeping the last good routing", error.error_count())
+        log.warning("status.routing unreadable (%d errors); keeping the last good routing", error.error_count())
         return
-    state.api = APITarget(spec.api.base_url, spec.api.model, spec.api.pricing)
-    state.served_model = spec.model.served_name or spec.model.name
-    routing = (resource.get("status") or {}).get("routing") or {}
-    try:
-        fraction = Decimal(str(routing.get("spillFraction", "0")))
-    except InvalidOperation:
-        fraction = Decimal(0)
+    state.api = api
+    state.served_model = routing.served_model
     state.policy = Policy(
-        mode=str(routing.get("mode") or spec.policy.mode.value),
-        spill_fraction=min(max(fraction, Decimal(0)), Decimal(1)),
-        api_available=bool(routing.get("apiAvailable", True)),
+        mode=routing.mode,
+        spill_fraction=min(max(routing.spill_fraction, Decimal(0)), Decimal(1)),
+        api_available=routing.api_available,
     )
 
 
