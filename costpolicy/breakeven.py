@@ -11,8 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from costpolicy.economics import api_cost_per_call, api_per_million_tokens, mix_capacity_tps
-from costpolicy.money import HOURS_PER_MONTH, MILLION, SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_MONTH
+from costpolicy.money import HOURS_PER_MONTH, SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_MONTH
+from costpolicy.pricing import (
+    api_bill,
+    api_cost_per_token,
+    api_per_million_tokens,
+    mix_capacity_tps,
+    overhead_per_hour,
+    replica_cost_per_hour,
+    self_hosted_cost_per_hour,
+)
 from costpolicy.spec import CostSpec
 
 
@@ -58,9 +66,9 @@ def tokens_per_day(tokens_per_second: Decimal) -> Decimal:
 def break_even(spec: CostSpec, input_tokens: Decimal, output_tokens: Decimal) -> BreakEven:
     """Break-even points for replicas 1..replicas.max at one call shape (input and output tokens per call)."""
     per_call_tokens = input_tokens + output_tokens
-    h = spec.replica_cost_per_hour() / SECONDS_PER_HOUR  # $ per replica-second
-    fixed = spec.overhead_per_hour() / SECONDS_PER_HOUR
-    api_per_token = api_per_million_tokens(spec.api_pricing, input_tokens, output_tokens) / MILLION
+    h = replica_cost_per_hour(spec) / SECONDS_PER_HOUR  # $ per replica-second
+    fixed = overhead_per_hour(spec) / SECONDS_PER_HOUR
+    api_per_token = api_cost_per_token(spec.api_pricing, input_tokens, output_tokens)
     replica_tps = spec.policy.target_utilization * mix_capacity_tps(spec.capacity, input_tokens, output_tokens)
 
     def point(k: int, tps: Decimal) -> ReplicaBreakEven:
@@ -83,10 +91,10 @@ def break_even(spec: CostSpec, input_tokens: Decimal, output_tokens: Decimal) ->
     return BreakEven(
         input_tokens_per_call=input_tokens,
         output_tokens_per_call=output_tokens,
-        replica_cost_per_hour=spec.replica_cost_per_hour(),
+        replica_cost_per_hour=replica_cost_per_hour(spec),
         fixed_cost_per_month=spec.self_hosted.overhead_per_month,
-        api_cost_per_call=api_cost_per_call(spec.api_pricing, input_tokens, output_tokens),
-        api_per_million_tokens=api_per_token * MILLION,
+        api_cost_per_call=api_bill(spec.api_pricing, input_tokens, output_tokens),
+        api_per_million_tokens=api_per_million_tokens(spec.api_pricing, input_tokens, output_tokens),
         replica_capacity_tokens_per_second=replica_tps,
         points=tuple(points),
     )
@@ -97,7 +105,7 @@ def monthly_cost_curves(
 ) -> dict[str, list[Decimal | None]]:
     """Monthly cost against daily token volume: the API, each replica count (None past its capacity, where
     it would have to spill), and the cheapest mix of replicas plus spill (what CostOptimized aims for)."""
-    api_per_token = api_per_million_tokens(spec.api_pricing, input_tokens, output_tokens) / MILLION
+    api_per_token = api_cost_per_token(spec.api_pricing, input_tokens, output_tokens)
     replica_tps = spec.policy.target_utilization * mix_capacity_tps(spec.capacity, input_tokens, output_tokens)
     days_per_month = HOURS_PER_MONTH / 24
     curves: dict[str, list[Decimal | None]] = {"api": [], "best": []}
@@ -109,7 +117,7 @@ def monthly_cost_curves(
         tps = volume / SECONDS_PER_DAY
         best = api_month
         for k in range(1, spec.replicas.max + 1):
-            fixed = (k * spec.replica_cost_per_hour() + spec.overhead_per_hour()) * HOURS_PER_MONTH
+            fixed = self_hosted_cost_per_hour(spec, k) * HOURS_PER_MONTH
             overflow = max(Decimal(0), tps - k * replica_tps) * SECONDS_PER_MONTH * api_per_token
             curves[f"replicas={k}"].append(fixed if tps <= k * replica_tps else None)
             best = min(best, fixed + overflow)

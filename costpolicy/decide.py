@@ -23,14 +23,18 @@ from decimal import Decimal
 
 from costpolicy.breakeven import break_even
 from costpolicy.decision import Action, Costs, Decision, Flags, Reason, Recommendation, Stage
-from costpolicy.economics import (
+from costpolicy.money import ONE, SECONDS_PER_HOUR, ZERO, fmt_money, quantize
+from costpolicy.pricing import (
     api_cost_per_second,
     busy_replicas,
+    overhead_per_hour,
+    per_million,
     plan_cost_per_hour,
+    replica_cost_per_hour,
+    replicas_to_serve,
     self_hosted_cost_per_hour,
     served_fraction,
 )
-from costpolicy.money import MILLION, ONE, SECONDS_PER_HOUR, ZERO, ceil_int, fmt_money, quantize
 from costpolicy.snapshot import Demand, Snapshot
 from costpolicy.spec import CostSpec, PolicyMode
 
@@ -168,7 +172,7 @@ def _beyond_max(spec: CostSpec, demand: Demand, final: int) -> bool:
 
 
 def _self_host_all(spec: CostSpec, demand: Demand) -> int:
-    return ceil_int(busy_replicas(demand, spec.capacity) / spec.policy.target_utilization)
+    return replicas_to_serve(busy_replicas(demand, spec.capacity), spec.policy.target_utilization)
 
 
 def _raw_stage(spec: CostSpec, snapshot: Snapshot, demand: Demand, api: _APIAllowance) -> Stage:
@@ -232,7 +236,7 @@ def _cheapest(spec: CostSpec, demand: Demand, billed: int, api: _APIAllowance | 
         if spill > max_spill:
             continue
         cost = plan_cost_per_hour(spec, demand, n, billed_now=billed)
-        if cost is not None and (best is None or cost < best[1]):
+        if best is None or cost < best[1]:
             best = (n, cost)
     return best
 
@@ -246,13 +250,11 @@ def _margin_stage(spec: CostSpec, snapshot: Snapshot, demand: Demand, api: _APIA
         return Stage("margin", rec, Reason.WITHIN_MARGIN, "current replicas not allowed; margin not applied")
     now_cost = plan_cost_per_hour(spec, demand, current, billed_now=billed)
     best_cost = plan_cost_per_hour(spec, demand, rec, billed_now=billed)
-    if now_cost is None or best_cost is None:
-        return Stage("margin", rec, Reason.WITHIN_MARGIN, "margin not applicable")
     # a change must save more than `margin` × the cost of the replicas it adds or removes: the band is in
     # dollars of the decision itself, so it stays as tight at 50 replicas of spill as at one
-    changed = abs(rec - current) * spec.replica_cost_per_hour()
+    changed = abs(rec - current) * replica_cost_per_hour(spec)
     if min(rec, current) == 0:
-        changed += spec.overhead_per_hour()
+        changed += overhead_per_hour(spec)
     saving = now_cost - best_cost
     if saving <= spec.policy.break_even_margin * changed:
         return Stage(
@@ -402,12 +404,10 @@ def _costs(spec: CostSpec, demand: Demand, replicas: int, spill: Decimal) -> Cos
         mix = break_even(spec, demand.input_tps, demand.output_tps).entry
         entry = None if mix is None else mix.tokens_per_second
     return Costs(
-        replica_per_hour=spec.replica_cost_per_hour(),
-        overhead_per_hour=spec.overhead_per_hour(),
-        api_per_million_tokens=api_per_s * MILLION / demand.total_tps if demand.total_tps > 0 else None,
-        self_hosted_per_million_tokens=(
-            self_hourly / SECONDS_PER_HOUR * MILLION / self_tps if self_tps > 0 and replicas > 0 else None
-        ),
+        replica_per_hour=replica_cost_per_hour(spec),
+        overhead_per_hour=overhead_per_hour(spec),
+        api_per_million_tokens=per_million(api_per_s, demand.total_tps),
+        self_hosted_per_million_tokens=per_million(self_hourly / SECONDS_PER_HOUR, self_tps) if replicas > 0 else None,
         break_even_tokens_per_second=entry,
         self_hosted_hourly=self_hourly,
         api_hourly=spill * api_per_s * SECONDS_PER_HOUR,
@@ -454,8 +454,8 @@ def _hold(
         actuate=spec.policy.mode is not PolicyMode.ADVISORY,
         stages=(stage,),
         costs=Costs(
-            replica_per_hour=spec.replica_cost_per_hour(),
-            overhead_per_hour=spec.overhead_per_hour(),
+            replica_per_hour=replica_cost_per_hour(spec),
+            overhead_per_hour=overhead_per_hour(spec),
             api_per_million_tokens=None,
             self_hosted_per_million_tokens=None,
             break_even_tokens_per_second=None,

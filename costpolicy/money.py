@@ -13,13 +13,6 @@ ZERO = Decimal(0)
 ONE = Decimal(1)
 
 
-def dec(value: Decimal | int | str) -> Decimal:
-    """A Decimal from an exact representation; floats are refused so no binary rounding sneaks in."""
-    if isinstance(value, float):  # pragma: no cover - guarded by type hints, kept for callers without mypy
-        raise TypeError("money and rates must be Decimal, int or str, never float")
-    return value if isinstance(value, Decimal) else Decimal(value)
-
-
 def quantize(value: Decimal, places: int = 4) -> Decimal:
     """Round for display and status (banker's rounding, like accounting systems)."""
     return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
@@ -27,13 +20,6 @@ def quantize(value: Decimal, places: int = 4) -> Decimal:
 
 def ceil_int(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_CEILING))
-
-
-def per_million(amount: Decimal, tokens: Decimal) -> Decimal | None:
-    """Dollars per million tokens, or None when no tokens flow (an undefined price, not zero)."""
-    if tokens <= 0:
-        return None
-    return amount * MILLION / tokens
 
 
 def fmt_money(value: Decimal | None, places: int = 2) -> str:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
-from costpolicy.money import HOURS_PER_MONTH, ONE, ZERO
+from costpolicy.money import ONE, ZERO
 
 NON_NEGATIVE_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 POSITIVE_PATTERN = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$"
@@ -146,16 +146,6 @@ class SelfHostedPricing(SpecModel):
             raise ValueError("set exactly one of selfHosted.pricing.rented or selfHosted.pricing.owned")
         return self
 
-    def gpu_cost_per_hour(self) -> Decimal:
-        """The cost of keeping one GPU for an hour, whether rented or owned."""
-        if self.rented is not None:
-            return self.rented.price_per_gpu_hour
-        owned = self.owned
-        assert owned is not None  # guaranteed by _exactly_one
-        amortization = owned.purchase_price_per_gpu / (owned.amortization_months * HOURS_PER_MONTH)
-        energy = Decimal(owned.power_watts) / 1000 * owned.pue * owned.electricity_price_per_kwh
-        return amortization + energy
-
 
 class SelfHosted(SpecModel):
     pricing: SelfHostedPricing = Field(description="How self-hosted GPUs are paid for: rented or owned.")
@@ -192,10 +182,6 @@ class APIPricing(SpecModel):
         if self.cached_input_per_million is not None and self.cached_input_per_million > self.input_per_million:
             raise ValueError("cachedInputPerMillion must not exceed inputPerMillion")
         return self
-
-    @property
-    def cached_input_price(self) -> Decimal:
-        return self.input_per_million if self.cached_input_per_million is None else self.cached_input_per_million
 
 
 class APILimits(SpecModel):
@@ -321,9 +307,3 @@ class CostSpec(SpecModel):
     api_pricing: APIPricing
     api_limits: APILimits = Field(default_factory=APILimits)
     policy: Policy = Field(default_factory=Policy)
-
-    def replica_cost_per_hour(self) -> Decimal:
-        return self.self_hosted.pricing.gpu_cost_per_hour() * self.gpus_per_replica
-
-    def overhead_per_hour(self) -> Decimal:
-        return self.self_hosted.overhead_per_month / HOURS_PER_MONTH

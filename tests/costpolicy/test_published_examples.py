@@ -11,12 +11,12 @@ from decimal import Decimal
 import pytest
 
 from costpolicy.breakeven import calls_per_month_to_break_even
-from costpolicy.economics import (
-    api_cost_per_call,
+from costpolicy.money import MILLION
+from costpolicy.pricing import (
+    api_bill,
     api_cost_per_second,
     self_hosted_per_million_at_utilization,
 )
-from costpolicy.money import MILLION
 from costpolicy.snapshot import Demand
 from costpolicy.spec import APIPricing
 from tests.costpolicy.conftest import make_spec
@@ -36,12 +36,12 @@ def pricing(inp: str, out: str) -> APIPricing:
     ],
 )
 def test_api_cost_per_call(source: str, inp: str, out: str, in_tokens: int, out_tokens: int, per_call: Decimal):
-    assert api_cost_per_call(pricing(inp, out), D(in_tokens), D(out_tokens)) == per_call, source
+    assert api_bill(pricing(inp, out), D(in_tokens), D(out_tokens)) == per_call, source
 
 
 def test_haiku_breaks_even_with_1000_a_month_at_446429_calls():
     """Source: $1,000/month of infrastructure vs Haiku 3.5 at $0.00224/call → 446,429 calls/month, 17.9M tok/day."""
-    per_call = api_cost_per_call(pricing("0.80", "4.00"), D(800), D(400))
+    per_call = api_bill(pricing("0.80", "4.00"), D(800), D(400))
     calls = calls_per_month_to_break_even(D(1000), per_call)
     assert calls.quantize(D(1)) == D(446429)
     tokens_per_month = calls * 1200

@@ -7,6 +7,7 @@ from decimal import Decimal as D
 import pytest
 from pydantic import ValidationError
 
+from costpolicy.pricing import replica_cost_per_hour
 from tests.costpolicy.conftest import make_spec
 
 
@@ -60,7 +61,7 @@ def test_owned_gpu_cost_is_amortisation_plus_power():
         }
     )
     # 25000 / (36 × 730) + 0.7 kW × 1.4 × $0.12
-    assert spec.replica_cost_per_hour() == D(25000) / (36 * D(730)) + D("0.7") * D("1.4") * D("0.12")
+    assert replica_cost_per_hour(spec) == D(25000) / (36 * D(730)) + D("0.7") * D("1.4") * D("0.12")
 
 
 def test_pue_below_one_is_refused():

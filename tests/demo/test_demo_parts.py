@@ -9,11 +9,12 @@ from pathlib import Path
 import yaml
 
 from costpolicy.breakeven import break_even
-from costpolicy.spec import APIPricing, Capacity
+from costpolicy.spec import Capacity
 from crossover.api.v1alpha1 import InferenceDeployment
 from crossover.demo.compression import compress_manifest
-from crossover.demo.ledger import Ledger, api_cost, static_fleet_size
+from crossover.demo.ledger import Ledger, static_fleet_size
 from crossover.demo.loadgen import read_azure_trace
+from tests.costpolicy.conftest import make_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "llama-8b-h100-vs-haiku.yaml"
@@ -44,8 +45,9 @@ def test_compression_scales_rates_and_durations_but_keeps_break_even_utilisation
 
 
 def test_ledger_bills_replicas_by_the_second_and_prices_tokens_at_api_rates() -> None:
-    pricing = APIPricing(input_per_million=Decimal("1.00"), output_per_million=Decimal("5.00"))
-    ledger = Ledger(Decimal("30"), Decimal("730"), pricing, static_replicas=3)
+    # $30/h replicas, $1/h overhead; API $1 in, $5 out, $0.10 cached in per million
+    spec = make_spec(**{"selfHosted.pricing.rented.pricePerGPUHour": "30", "selfHosted.overheadPerMonth": "730"})
+    ledger = Ledger(spec, static_replicas=3)
     ledger.advance(Decimal(60), billed_replicas=2)  # one minute, two replicas at $30/h: $1
     ledger.served(1_000_000, 200_000)  # $1 + $1
     ledger.set_api_spend(Decimal("0.50"))
@@ -58,7 +60,8 @@ def test_ledger_bills_replicas_by_the_second_and_prices_tokens_at_api_rates() ->
     assert ledger.overhead == overhead and ledger.static_overhead == 2 * overhead
     assert ledger.crossover_total == Decimal(1) + overhead + Decimal("0.50")
     assert ledger.static_total == Decimal(3) + 2 * overhead
-    assert api_cost(pricing, 0, 1_000_000) == Decimal(5)
+    ledger.served(1_000_000, 0, cached_input_tokens=1_000_000)  # cached input at its own price
+    assert ledger.api_only == Decimal("2.10")
 
 
 def test_static_fleet_covers_the_busiest_window_at_target_utilisation() -> None:

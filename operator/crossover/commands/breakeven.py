@@ -10,8 +10,8 @@ from typing import Any
 import simplejson
 
 from costpolicy.breakeven import BreakEven, break_even
-from costpolicy.economics import self_hosted_per_million_at_utilization
 from costpolicy.money import HOURS_PER_MONTH, quantize
+from costpolicy.pricing import self_hosted_per_million_at_utilization
 from costpolicy.spec import CostSpec
 from crossover.manifest import ManifestError, load_inference_deployment
 

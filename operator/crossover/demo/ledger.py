@@ -1,26 +1,17 @@
 """The demo's three running totals: crossover as it ran, the same traffic all on the API, and a static fleet.
 
-All money is Decimal. Prices are the compressed manifest's, in wall time (see compression.py), so the totals are
-the real-time dollars of the replayed period.
+All money is Decimal and every bill is costpolicy.pricing's. Prices are the compressed manifest's, in wall time
+(see compression.py), so the totals are the real-time dollars of the replayed period.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from costpolicy.economics import busy_replicas
-from costpolicy.money import HOURS_PER_MONTH
+from costpolicy.pricing import api_bill, busy_replicas, replica_bill, replicas_to_serve
 from costpolicy.snapshot import Demand
-from costpolicy.spec import APIPricing, Capacity
-
-SECONDS_PER_HOUR = Decimal(3600)
-
-
-def api_cost(pricing: APIPricing, input_tokens: int, output_tokens: int) -> Decimal:
-    million = Decimal(1_000_000)
-    return (pricing.input_per_million * input_tokens + pricing.output_per_million * output_tokens) / million
+from costpolicy.spec import Capacity, CostSpec
 
 
 def static_fleet_size(
@@ -31,14 +22,12 @@ def static_fleet_size(
         (busy_replicas(Demand(input_tps=i, output_tps=o), capacity) for i, o in windows),
         default=Decimal(0),
     )
-    return min(maximum, max(1, math.ceil(peak / target_utilization)))
+    return min(maximum, max(1, replicas_to_serve(peak, target_utilization)))
 
 
 @dataclass
 class Ledger:
-    replica_per_hour: Decimal
-    overhead_per_month: Decimal
-    pricing: APIPricing
+    spec: CostSpec
     static_replicas: int
     elapsed_seconds: Decimal = Decimal(0)
     overhead: Decimal = Decimal(0)  # fixed overhead while crossover self-hosts (replicas > 0), as in the cost model
@@ -60,14 +49,15 @@ class Ledger:
     def advance(self, seconds: Decimal, billed_replicas: int) -> None:
         """Time passes: replicas that exist (warming or ready) are paid for; so is the static fleet."""
         self.elapsed_seconds += seconds
-        overhead = self.overhead_per_month / (HOURS_PER_MONTH * SECONDS_PER_HOUR) * seconds
-        self.replicas += self.replica_per_hour * billed_replicas * seconds / SECONDS_PER_HOUR
-        self.overhead += overhead if billed_replicas > 0 else Decimal(0)
-        self.static += self.replica_per_hour * self.static_replicas * seconds / SECONDS_PER_HOUR
-        self.static_overhead += overhead
+        replicas, overhead = replica_bill(self.spec, billed_replicas, seconds)
+        static, static_overhead = replica_bill(self.spec, self.static_replicas, seconds)
+        self.replicas += replicas
+        self.overhead += overhead
+        self.static += static
+        self.static_overhead += static_overhead
 
-    def served(self, input_tokens: int, output_tokens: int) -> None:
-        self.api_only += api_cost(self.pricing, input_tokens, output_tokens)
+    def served(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> None:
+        self.api_only += api_bill(self.spec.api_pricing, input_tokens, output_tokens, cached_input_tokens)
 
     def set_api_spend(self, dollars: Decimal) -> None:
         self.api = dollars

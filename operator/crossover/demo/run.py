@@ -480,13 +480,8 @@ def run(options: DemoOptions) -> int:
         name = manifest["metadata"]["name"]
         trace = loadgen.read_azure_trace(options.trace, options.max_trace_seconds)
         windows = _windows(trace, options.speedup)
-        cost_spec = spec.cost_spec()
-        from costpolicy.economics import self_hosted_cost_per_hour
-
         ledger = Ledger(
-            replica_per_hour=self_hosted_cost_per_hour(cost_spec, 1) - self_hosted_cost_per_hour(cost_spec, 0),
-            overhead_per_month=spec.self_hosted.overhead_per_month,
-            pricing=spec.api.pricing,
+            spec=spec.cost_spec(),
             static_replicas=static_fleet_size(
                 windows, spec.engine.capacity, spec.policy.target_utilization, spec.replicas.max
             ),

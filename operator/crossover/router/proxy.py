@@ -22,12 +22,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from costpolicy.pricing import api_bill
 from crossover.router import metrics as m
 from crossover.router.state import API_ONLY, APITarget, Endpoint, RouterState
 
 log = logging.getLogger(__name__)
 
-MILLION = Decimal(1_000_000)
 USAGE_MARKERS = (b'"usage":{', b'"usage": {')
 
 
@@ -63,14 +63,7 @@ class _Usage:
 
 
 def api_cost(api: APITarget, usage: _Usage) -> Decimal:
-    pricing = api.pricing
-    prompt, completion = usage.prompt or 0, usage.completion or 0
-    cached = min(usage.cached, prompt)
-    return (
-        (prompt - cached) * pricing.input_per_million
-        + cached * pricing.cached_input_price
-        + completion * pricing.output_per_million
-    ) / MILLION
+    return api_bill(api.pricing, usage.prompt or 0, usage.completion or 0, usage.cached)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

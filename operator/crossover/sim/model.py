@@ -20,16 +20,16 @@ from typing import Protocol
 
 from costpolicy.decide import decide
 from costpolicy.decision import Recommendation
+from costpolicy.pricing import FloatPrices, api_bill, replica_bill
 from costpolicy.snapshot import Demand, ReplicaState, Snapshot
 from costpolicy.spec import CostSpec
 from crossover.sim.traces import Trace
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # a month boundary: budget pacing starts fresh
-MILLION = Decimal(1_000_000)
-SECONDS_PER_HOUR = Decimal(3600)
 
 
-def dec(x: float) -> Decimal:
+def to_decimal(x: float) -> Decimal:
+    """A simulated rate or token count as a Decimal, to the micro-token (the simulator runs in floats)."""
     return Decimal(f"{x:.6f}")
 
 
@@ -127,11 +127,14 @@ class Result:
         """Spend plus late tokens at API prices: what serving everything would have cost at least."""
         late = sum(
             (
-                dec(s.late_input_tps * s.window_seconds) * spec.api_pricing.input_per_million
-                + dec(s.late_output_tps * s.window_seconds) * spec.api_pricing.output_per_million
-            )
-            / MILLION
-            for s in self.steps
+                api_bill(
+                    spec.api_pricing,
+                    to_decimal(s.late_input_tps * s.window_seconds),
+                    to_decimal(s.late_output_tps * s.window_seconds),
+                )
+                for s in self.steps
+            ),
+            Decimal(0),
         )
         return self.total + late
 
@@ -184,29 +187,18 @@ class Demands:
         return (total_in / weight, total_out / weight) if weight else None
 
 
-def busy(spec: CostSpec, input_tps: float, output_tps: float) -> float:
-    capacity = spec.capacity
-    return input_tps / float(capacity.prefill_tokens_per_second) + output_tps / float(capacity.decode_tokens_per_second)
-
-
 def serve(spec: CostSpec, ready: int, input_tps: float, output_tps: float) -> float:
     """Share of demand the ready replicas take, up to the target utilisation (the router's fast path)."""
-    need = busy(spec, input_tps, output_tps)
-    if need <= 0:
-        return 1.0
-    return min(1.0, ready * float(spec.policy.target_utilization) / need)
+    prices = FloatPrices.of(spec)
+    return prices.served_fraction(prices.busy_replicas(input_tps, output_tps), ready)
 
 
 def step_costs(
     spec: CostSpec, billed: int, api_in: float, api_out: float, seconds: float
 ) -> tuple[Decimal, Decimal, Decimal]:
-    hours = dec(seconds) / SECONDS_PER_HOUR
-    replicas = billed * spec.replica_cost_per_hour() * hours
-    overhead = spec.overhead_per_hour() * hours if billed > 0 else Decimal(0)
-    pricing = spec.api_pricing
-    api = (dec(api_in * seconds) * pricing.input_per_million + dec(api_out * seconds) * pricing.output_per_million) / (
-        MILLION
-    )
+    """(replicas, overhead, API) dollars of one step: billed replicas, and the tokens spilled at these rates."""
+    replicas, overhead = replica_bill(spec, billed, to_decimal(seconds))
+    api = api_bill(spec.api_pricing, to_decimal(api_in * seconds), to_decimal(api_out * seconds))
     return replicas, overhead, api
 
 
@@ -245,7 +237,7 @@ def simulate(spec: CostSpec, demands: Demands, policy: Policy) -> Result:
             continue
         spend += cost_api
         total = din + dout
-        spill = dec((api_in + api_out) / total) if total > 0 else Decimal(0)
+        spill = to_decimal((api_in + api_out) / total) if total > 0 else Decimal(0)
         steps.append(
             Step(
                 t, dt, din, dout, len(ready_at), ready, din * share, dout * share, api_in, api_out, late_in, late_out,
@@ -273,7 +265,7 @@ class CostAware:
     def decide(self, view: View) -> tuple[int, str]:
         now = EPOCH + timedelta(seconds=view.t)
         demand = (
-            Demand(input_tps=dec(view.observed[0]), output_tps=dec(view.observed[1]))
+            Demand(input_tps=to_decimal(view.observed[0]), output_tps=to_decimal(view.observed[1]))
             if view.observed is not None
             else None
         )
@@ -335,7 +327,7 @@ class HPAUtil:
         floor = max(1, self.spec.replicas.min)
         if view.observed is None or view.ready == 0:
             return max(view.desired, floor), "NoMetrics"
-        utilisation = busy(self.spec, *view.observed) / view.ready
+        utilisation = FloatPrices.of(self.spec).busy_replicas(*view.observed) / view.ready
         ratio = utilisation / float(self.spec.policy.target_utilization)
         raw = view.desired if abs(ratio - 1) <= self.tolerance else math.ceil(view.desired * ratio)
         raw = max(floor, min(self.spec.replicas.max, raw))
@@ -352,9 +344,9 @@ def make_policy(name: str, spec: CostSpec, demands: Demands) -> Policy:
     if name == "api-only":
         return APIOnly()
     if name == "static-peak":
-        u = float(spec.policy.target_utilization)
-        peak = max((busy(spec, i, o) for i, o in demands.rates), default=0.0)
-        return StaticPeak(min(spec.replicas.max, max(1, math.ceil(peak / u - 1e-9))))
+        prices = FloatPrices.of(spec)
+        peak = max((prices.busy_replicas(i, o) for i, o in demands.rates), default=0.0)
+        return StaticPeak(min(spec.replicas.max, max(1, math.ceil(peak / prices.utilization - 1e-9))))
     if name == "hpa-util":
         return HPAUtil(spec)
     if name == "hpa-util-spill":

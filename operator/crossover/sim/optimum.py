@@ -12,26 +12,23 @@ from __future__ import annotations
 
 import math
 
+from costpolicy.pricing import FloatPrices
 from costpolicy.spec import CostSpec
-from crossover.sim.model import Demands, Result, Step, busy, serve, step_costs
+from crossover.sim.model import Demands, Result, Step, serve, step_costs
 
 
 def offline_optimum(spec: CostSpec, demands: Demands) -> Result:
     dt = demands.config.control_interval_s
     rates = demands.rates
     top = spec.replicas.max
-    u = float(spec.policy.target_utilization)
-    replica = float(spec.replica_cost_per_hour()) * dt / 3600
-    overhead = float(spec.overhead_per_hour()) * dt / 3600
-    price_in = float(spec.api_pricing.input_per_million) / 1e6
-    price_out = float(spec.api_pricing.output_per_million) / 1e6
+    prices = FloatPrices.of(spec)
+    replica, overhead = prices.replica_bill(dt)
     warm_steps = math.ceil(float(spec.cold_start_seconds) / dt - 1e-9)
 
     def step_cost(k: int, m: int) -> float:
         din, dout = rates[k]
-        need = busy(spec, din, dout)
-        share = 1.0 if need <= 0 else min(1.0, m * u / need)
-        api = (din * price_in + dout * price_out) * (1 - share) * dt
+        share = prices.served_fraction(prices.busy_replicas(din, dout), m)
+        api = prices.api_bill(din, dout) * (1 - share) * dt
         return m * replica + (overhead if m > 0 else 0.0) + api
 
     def warm(n: int, m: int) -> float:

@@ -8,8 +8,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from costpolicy.pricing import FloatPrices
 from costpolicy.spec import CostSpec
-from crossover.sim.model import Result, busy
+from crossover.sim.model import Result
 
 COLUMNS = (
     "window_start_s", "window_seconds", "demand_input_tps", "demand_output_tps", "replicas_billed", "replicas_ready",
@@ -76,9 +77,10 @@ def plot(spec: CostSpec, results: list[Result], path: Path, title: str) -> None:
 
     main = results[0]
     hours = [s.window_start_s / 3600 for s in main.steps]
-    u = float(spec.policy.target_utilization)
+    prices = FloatPrices.of(spec)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
-    top.plot(hours, [busy(spec, s.demand_input_tps, s.demand_output_tps) / u for s in main.steps], lw=0.8,
+    top.plot(hours, [prices.busy_replicas(s.demand_input_tps, s.demand_output_tps) / prices.utilization
+                     for s in main.steps], lw=0.8,
              label="demand (replicas needed at target utilisation)")  # fmt: skip
     top.step(hours, [s.replicas_ready for s in main.steps], where="post", lw=1.0, label="ready replicas")
     top.step(hours, [s.replicas_billed for s in main.steps], where="post", lw=0.8, ls="--", label="billed replicas")
