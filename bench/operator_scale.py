@@ -19,12 +19,12 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from crossover.contracts import GROUP, PLURAL, VERSION
 from crossover.lab import lifecycle
 from crossover.lab.config import LabConfig
 from crossover.lab.kube import lab_api_client
 
 ROOT = Path(__file__).resolve().parents[1]
-GROUP, VERSION, PLURAL = "crossover.dev", "v1alpha1", "inferencedeployments"
 NAMESPACE = "scale"
 
 

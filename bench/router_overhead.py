@@ -23,6 +23,8 @@ import aiohttp
 import requests
 import yaml
 
+from crossover.contracts import ENV_API_KEY, ROUTER_ADDED_LATENCY
+
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE_PORT, ROUTER_PORT = 38000, 38080
 
@@ -100,10 +102,10 @@ def router_histogram() -> tuple[float, float, int]:
     buckets: list[tuple[float, float]] = []
     count = 0.0
     for line in text.splitlines():
-        if line.startswith("crossover_router_added_latency_seconds_bucket"):
+        if line.startswith(f"{ROUTER_ADDED_LATENCY}_bucket"):
             le = line.split('le="')[1].split('"')[0]
             buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
-        elif line.startswith("crossover_router_added_latency_seconds_count"):
+        elif line.startswith(f"{ROUTER_ADDED_LATENCY}_count"):
             count = float(line.rsplit(" ", 1)[1])
 
     def bound(q: float) -> float:
@@ -130,7 +132,7 @@ def main() -> int:
     router = start(
         [*python, "router", "--spec-file", handle.name, "--engine-url", f"http://127.0.0.1:{ENGINE_PORT}",
          "--listen", f"127.0.0.1:{ROUTER_PORT}", "--max-inflight-per-pod", "100000", "--mode", "SelfHostedOnly"],
-        env={k: v for k, v in os.environ.items() if k != "CROSSOVER_API_KEY"},
+        env={k: v for k, v in os.environ.items() if k != ENV_API_KEY},
     )  # fmt: skip
     try:
         wait_up(f"http://127.0.0.1:{ENGINE_PORT}/health")

@@ -11,7 +11,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 
-ENV = "CROSSOVER_ADDRESS_MAP"
+from crossover.contracts import ENV_ADDRESS_MAP
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class AddressMap:
 
     @classmethod
     def from_env(cls) -> AddressMap:
-        return cls.parse(os.environ.get(ENV, ""))
+        return cls.parse(os.environ.get(ENV_ADDRESS_MAP, ""))
 
     def translate(self, address: str) -> str:
         try:

@@ -17,7 +17,7 @@ from kubernetes import client, config
 
 from crossover.adapters.kubernetes_cluster import KubernetesCluster
 from crossover.adapters.prometheus_metrics import PrometheusMetrics
-from crossover.api.v1alpha1 import GROUP, PLURAL, VERSION
+from crossover.contracts import GROUP, PLURAL, VERSION
 from crossover.operator_metrics import (
     COST_PER_MTOK,
     DECISIONS,

@@ -8,7 +8,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from crossover.api.v1alpha1 import KIND, InferenceDeployment
+from crossover.api.v1alpha1 import InferenceDeployment
+from crossover.contracts import KIND
 
 
 class ManifestError(ValueError):

@@ -5,6 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from crossover.contracts import (
+    ENV_METRICS_LISTEN,
+    ENV_PROMETHEUS_URL,
+    ENV_RATE_WINDOW,
+    ENV_RECONCILE_INTERVAL,
+    ENV_ROUTER_CLUSTER_ROLE,
+    ENV_ROUTER_IMAGE,
+    ENV_ROUTER_REPLICAS,
+)
 from crossover.reconcile.children import RouterSettings
 
 DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
@@ -23,13 +32,13 @@ class OperatorConfig:
     def from_env(cls) -> OperatorConfig:
         env = os.environ
         return cls(
-            prometheus_url=env.get("CROSSOVER_PROMETHEUS_URL", DEFAULT_PROMETHEUS_URL),
-            interval_seconds=float(env.get("CROSSOVER_RECONCILE_INTERVAL_SECONDS", "30")),
-            rate_window_seconds=int(env.get("CROSSOVER_RATE_WINDOW_SECONDS", "120")),
-            metrics_listen=env.get("CROSSOVER_METRICS_LISTEN", "0.0.0.0:9102"),
+            prometheus_url=env.get(ENV_PROMETHEUS_URL, DEFAULT_PROMETHEUS_URL),
+            interval_seconds=float(env.get(ENV_RECONCILE_INTERVAL, "30")),
+            rate_window_seconds=int(env.get(ENV_RATE_WINDOW, "120")),
+            metrics_listen=env.get(ENV_METRICS_LISTEN, "0.0.0.0:9102"),
             router=RouterSettings(
-                image=env.get("CROSSOVER_ROUTER_IMAGE", DEFAULT_ROUTER_IMAGE),
-                replicas=int(env.get("CROSSOVER_ROUTER_REPLICAS", "2")),
-                cluster_role=env.get("CROSSOVER_ROUTER_CLUSTER_ROLE", "crossover-router"),
+                image=env.get(ENV_ROUTER_IMAGE, DEFAULT_ROUTER_IMAGE),
+                replicas=int(env.get(ENV_ROUTER_REPLICAS, "2")),
+                cluster_role=env.get(ENV_ROUTER_CLUSTER_ROLE, "crossover-router"),
             ),
         )

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from crossover.contracts import ENV_PROMETHEUS_URL, ENV_RECONCILE_INTERVAL
 from crossover.lab import binaries
 
 pytestmark = pytest.mark.lab  # needs the helm binary the lab builds
@@ -74,8 +75,8 @@ def test_values_flow_into_the_operator_environment(helm: Path) -> None:
         e["name"]: e.get("value")
         for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
     }
-    assert env["CROSSOVER_PROMETHEUS_URL"] == "http://prom.example:9090"
-    assert env["CROSSOVER_RECONCILE_INTERVAL_SECONDS"] == "15"
+    assert env[ENV_PROMETHEUS_URL] == "http://prom.example:9090"  # the names the operator reads
+    assert env[ENV_RECONCILE_INTERVAL] == "15"
 
 
 def test_two_replicas_use_kopf_peering_instead_of_standalone(helm: Path) -> None:

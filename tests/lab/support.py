@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from crossover.contracts import GROUP, PLURAL, VERSION
 from tests.fixtures.lab import Lab
 
 T = TypeVar("T")
-GROUP, VERSION, PLURAL = "crossover.dev", "v1alpha1", "inferencedeployments"
 
 
 def eventually(check: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.25) -> T:

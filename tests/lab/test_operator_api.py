@@ -10,8 +10,9 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from crossover.contracts import GROUP, PLURAL, VERSION
 from tests.fixtures.lab import Lab, Release
-from tests.lab.support import GROUP, PLURAL, VERSION, condition, create, eventually, get
+from tests.lab.support import condition, create, eventually, get
 
 pytestmark = pytest.mark.lab
 

@@ -17,11 +17,25 @@ from typing import Any
 import pytest
 import requests
 
+from crossover.contracts import (
+    API_VERSION,
+    BACKEND_LABEL,
+    COMPONENT_LABEL,
+    DIRECTION_LABEL,
+    ROUTER_PORT,
+    ROUTER_TOKENS,
+    Backend,
+    Component,
+    Direction,
+    engine_name,
+    selector_string,
+    total,
+)
 from crossover.lab import processes
 from crossover.lab import prometheus as lab_prometheus
 from crossover.lab.config import local_address
 from tests.fixtures.lab import Lab, Release
-from tests.lab.support import GROUP, VERSION, condition, create, eventually, get
+from tests.lab.support import condition, create, eventually, get
 
 pytestmark = pytest.mark.lab
 
@@ -90,7 +104,7 @@ def small_manifest(name: str, namespace: str, api: HostedAPI, **changes: Any) ->
     }
     assert not changes, changes
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": API_VERSION,
         "kind": "InferenceDeployment",
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
@@ -155,12 +169,10 @@ def deploy(lab: Lab, namespace: str, api: HostedAPI, name: str, **changes: Any) 
     create(lab, small_manifest(name, namespace, api, **changes))
 
     def router() -> str | None:
-        pods = lab.core.list_namespaced_pod(
-            namespace, label_selector=f"crossover.dev/inference-deployment={name},app.kubernetes.io/component=router"
-        ).items
+        pods = lab.core.list_namespaced_pod(namespace, label_selector=selector_string(name, Component.ROUTER)).items
         for pod in pods:
             if any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []):
-                return f"http://{local_address(pod.status.pod_ip)}:8080/v1/chat/completions"
+                return f"http://{local_address(pod.status.pod_ip)}:{ROUTER_PORT}/v1/chat/completions"
         return None
 
     return eventually(router, timeout=60)
@@ -171,7 +183,7 @@ def status(lab: Lab, namespace: str, name: str) -> dict[str, Any]:
 
 
 def engine_replicas(lab: Lab, namespace: str, name: str) -> int:
-    return int(lab.apps.read_namespaced_deployment(f"{name}-engine", namespace).spec.replicas or 0)
+    return int(lab.apps.read_namespaced_deployment(engine_name(name), namespace).spec.replicas or 0)
 
 
 def test_demand_above_break_even_scales_up_from_zero_then_back_down(
@@ -185,7 +197,10 @@ def test_demand_above_break_even_scales_up_from_zero_then_back_down(
         assert engine_replicas(lab, namespace, "up") == 1
 
         def self_served() -> bool:  # the router sends traffic to the engine once it is ready
-            query = f'sum(crossover_router_tokens_total{{namespace="{namespace}",backend="self",direction="output"}})'
+            query = (
+                f'sum({total(ROUTER_TOKENS)}{{namespace="{namespace}",{BACKEND_LABEL}="{Backend.SELF}",'
+                f'{DIRECTION_LABEL}="{Direction.OUTPUT}"}})'
+            )
             result = requests.get(f"{lab.prometheus_url}/api/v1/query", params={"query": query}, timeout=5).json()
             values = result["data"]["result"]
             return bool(values) and float(values[0]["value"][1]) > 0
@@ -208,7 +223,9 @@ def test_demand_above_break_even_scales_up_from_zero_then_back_down(
         eventually(lambda: engine_replicas(lab, namespace, "up") == 0, timeout=90)
         eventually(
             lambda: (
-                not lab.core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=engine").items
+                not lab.core.list_namespaced_pod(
+                    namespace, label_selector=f"{COMPONENT_LABEL}={Component.ENGINE}"
+                ).items
             ),
             timeout=60,
         )

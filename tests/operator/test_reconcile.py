@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from costpolicy import Demand
+from crossover.contracts import ENV_API_KEY
 from crossover.reconcile.children import RouterSettings
 from crossover.reconcile.ports import MetricsReading
 from crossover.reconcile.step import Resource, reconcile
@@ -79,9 +80,7 @@ def test_children_carry_owner_references_and_no_replicas_in_the_applied_template
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     router = cluster.objects[("Deployment", "ml", "llama-8b-router")]
     env = router["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert env == [
-        {"name": "CROSSOVER_API_KEY", "valueFrom": {"secretKeyRef": {"name": "provider-key", "key": "apiKey"}}}
-    ]
+    assert env == [{"name": ENV_API_KEY, "valueFrom": {"secretKeyRef": {"name": "provider-key", "key": "apiKey"}}}]
 
 
 def test_user_edits_to_children_are_reconciled_back():

@@ -15,6 +15,7 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from costpolicy.spec import APIPricing
+from crossover.contracts import ROUTER_API_SPEND, ROUTER_REQUESTS, ROUTER_TOKENS, total
 from crossover.emulators.hosted_api import Faults, HostedAPIConfig, build_hosted_api_app
 from crossover.emulators.vllm import VLLMEmulatorConfig, build_vllm_app
 from crossover.router.app import build_router_app
@@ -23,6 +24,7 @@ from crossover.router.proxy import RouterSettings
 from crossover.router.state import APITarget, Policy, RouterState
 
 KEY = "sk-router-test-key-0123456789"
+REQUESTS, TOKENS, SPEND = total(ROUTER_REQUESTS), total(ROUTER_TOKENS), total(ROUTER_API_SPEND)
 PRICING = APIPricing(input_per_million=Decimal("1.00"), output_per_million=Decimal("5.00"))
 
 
@@ -119,7 +121,7 @@ async def test_spill_fraction_is_honoured_within_two_points(setup: Setup, http: 
         models.append(body["model"])
     share = models.count("hosted-small") / len(models)
     assert abs(share - 0.3) <= 0.02
-    assert setup.value("crossover_router_requests_total", backend="api", outcome="ok") == models.count("hosted-small")
+    assert setup.value(REQUESTS, backend="api", outcome="ok") == models.count("hosted-small")
 
 
 async def test_tokens_are_counted_once_and_spend_is_priced(setup: Setup, http: ClientSession) -> None:
@@ -135,15 +137,13 @@ async def test_tokens_are_counted_once_and_spend_is_priced(setup: Setup, http: C
         seen["input"] += usage["prompt_tokens"]
         seen["output"] += usage["completion_tokens"]
     counted = {
-        d: sum(
-            setup.value("crossover_router_tokens_total", direction=d, backend=b, outcome="ok") for b in ("self", "api")
-        )
+        d: sum(setup.value(TOKENS, direction=d, backend=b, outcome="ok") for b in ("self", "api"))
         for d in ("input", "output")
     }
     assert counted == {"input": seen["input"], "output": seen["output"]}
-    api_in = setup.value("crossover_router_tokens_total", direction="input", backend="api", outcome="ok")
-    api_out = setup.value("crossover_router_tokens_total", direction="output", backend="api", outcome="ok")
-    spend = setup.value("crossover_router_api_spend_dollars_total")
+    api_in = setup.value(TOKENS, direction="input", backend="api", outcome="ok")
+    api_out = setup.value(TOKENS, direction="output", backend="api", outcome="ok")
+    spend = setup.value(SPEND)
     assert spend == pytest.approx((api_in * 1.0 + api_out * 5.0) / 1e6)
 
 
@@ -153,7 +153,7 @@ async def test_usage_chunk_is_stripped_unless_the_client_asked(setup: Setup, htt
     _, events, _ = await post(http, url, chat(stream=True))
     assert events[-1] == "[DONE]"
     assert all(e == "[DONE]" or e["choices"] for e in events)  # no usage-only chunk
-    assert setup.value("crossover_router_tokens_total", direction="output", backend="self", outcome="ok") == 5
+    assert setup.value(TOKENS, direction="output", backend="self", outcome="ok") == 5
 
 
 async def test_no_ready_pods_spills_to_the_api_with_model_rewritten(setup: Setup, http: ClientSession) -> None:
@@ -201,7 +201,7 @@ async def test_api_429_backs_off_to_self_hosted(setup: Setup, http: ClientSessio
     for _ in range(4):
         status, body, _ = await post(http, url, chat())
         assert status == 200 and body["model"] == "llama"
-    assert setup.value("crossover_router_requests_total", backend="api", outcome="throttled") == 1  # then backed off
+    assert setup.value(REQUESTS, backend="api", outcome="throttled") == 1  # then backed off
 
 
 async def broken_engine(behaviour: str) -> TestServer:
@@ -247,8 +247,8 @@ async def test_failure_mid_stream_is_reported_not_retried(setup: Setup, http: Cl
         text = await response.text()
     assert "half" in text and "upstream failed mid-stream" in text
     assert text.count("half") == 1
-    assert setup.value("crossover_router_requests_total", backend="self", outcome="error") == 1
-    assert setup.value("crossover_router_requests_total", backend="api", outcome="ok") == 0
+    assert setup.value(REQUESTS, backend="self", outcome="error") == 1
+    assert setup.value(REQUESTS, backend="api", outcome="ok") == 0
     async with http.get(api.make_url("/metrics")) as response:
         assert 'emulator_api_requests_total{status="200"}' not in await response.text()
 

@@ -7,7 +7,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from crossover.reconcile.labels import ENGINE, FIELD_MANAGER, engine_name, selector_string
+from crossover.contracts import FIELD_MANAGER, Component, engine_name, selector_string
 from crossover.reconcile.ports import EngineState
 
 APPLY = "application/apply-patch+yaml"
@@ -27,7 +27,7 @@ class KubernetesCluster:
             if error.status == 404:
                 return None
             raise
-        pods = self._core.list_namespaced_pod(namespace, label_selector=selector_string(name, ENGINE)).items
+        pods = self._core.list_namespaced_pod(namespace, label_selector=selector_string(name, Component.ENGINE)).items
         ready = warming = unschedulable = 0
         for pod in pods:
             if pod.metadata is not None and pod.metadata.deletion_timestamp is not None:

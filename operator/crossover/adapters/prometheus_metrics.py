@@ -20,12 +20,23 @@ from urllib3.util.retry import Retry
 
 from costpolicy.snapshot import Demand
 from crossover.api.v1alpha1 import EngineKind, InferenceDeploymentSpec
-from crossover.reconcile.labels import engine_name, router_name
+from crossover.contracts import (
+    BACKEND_LABEL,
+    DIRECTION_LABEL,
+    OUTCOME_LABEL,
+    ROUTER_API_SPEND,
+    ROUTER_REQUESTS,
+    ROUTER_TOKENS,
+    Backend,
+    Direction,
+    Outcome,
+    engine_name,
+    router_name,
+    total,
+)
 from crossover.reconcile.ports import MetricsReading
 
 log = logging.getLogger(__name__)
-
-THROTTLED_OUTCOME = "throttled"
 
 
 @dataclass(frozen=True)
@@ -72,12 +83,10 @@ class PrometheusMetrics:
                 demand, observed_at = self._engine_demand(engine, names)
             if demand is None:
                 return MetricsReading(None, None, error="no router or engine series in Prometheus")
-            spend = self._scalar(
-                f"sum(increase(crossover_router_api_spend_dollars_total{{{router}}}[{_month_so_far(now)}s]))"
-            )
+            spend = self._scalar(f"sum(increase({total(ROUTER_API_SPEND)}{{{router}}}[{_month_so_far(now)}s]))")
             throttled = self._scalar(
-                f'sum(increase(crossover_router_requests_total{{{router},backend="api",'
-                f'outcome="{THROTTLED_OUTCOME}"}}[{self._window}]))'
+                f'sum(increase({total(ROUTER_REQUESTS)}{{{router},{BACKEND_LABEL}="{Backend.API}",'
+                f'{OUTCOME_LABEL}="{Outcome.THROTTLED}"}}[{self._window}]))'
             )
             signals = self._signals(engine, names)
         except (requests.RequestException, PrometheusApiClientException, ValueError) as error:
@@ -92,12 +101,12 @@ class PrometheusMetrics:
         )
 
     def _router_demand(self, router: str) -> tuple[Demand | None, datetime | None]:
-        seen = self._scalar(f"max(timestamp(crossover_router_tokens_total{{{router}}}))")
+        seen = self._scalar(f"max(timestamp({total(ROUTER_TOKENS)}{{{router}}}))")
         if seen is None:
             return None, None
-        tokens = f'rate(crossover_router_tokens_total{{{router},direction="%s"}}[{self._window}])'
-        inp = self._scalar(f"sum({tokens % 'input'})") or Decimal(0)
-        out = self._scalar(f"sum({tokens % 'output'})") or Decimal(0)
+        tokens = f'rate({total(ROUTER_TOKENS)}{{{router},{DIRECTION_LABEL}="%s"}}[{self._window}])'
+        inp = self._scalar(f"sum({tokens % Direction.INPUT})") or Decimal(0)
+        out = self._scalar(f"sum({tokens % Direction.OUTPUT})") or Decimal(0)
         return Demand(inp, out), _time(seen)
 
     def _engine_demand(self, engine: str, names: EngineMetricNames) -> tuple[Demand | None, datetime | None]:

@@ -12,15 +12,10 @@ from typing import Any
 import yaml
 
 from crossover.api.v1alpha1 import (
-    GROUP,
-    KIND,
-    PLURAL,
-    SHORT_NAMES,
-    SINGULAR,
-    VERSION,
     InferenceDeploymentSpec,
     InferenceDeploymentStatus,
 )
+from crossover.contracts import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 
 CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
 

@@ -25,14 +25,7 @@ from costpolicy.spec import (
     SelfHosted,
     SpecModel,
 )
-
-GROUP = "crossover.dev"
-VERSION = "v1alpha1"
-KIND = "InferenceDeployment"
-PLURAL = "inferencedeployments"
-SINGULAR = "inferencedeployment"
-SHORT_NAMES = ("infd",)
-API_VERSION = f"{GROUP}/{VERSION}"
+from crossover.contracts import GROUP, KIND, VERSION
 
 
 class EngineKind(StrEnum):

@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-API_KEY_ENV = "CROSSOVER_API_KEY"
+from crossover.contracts import ENV_API_KEY
 
 
 def register(subparsers: Any) -> None:
@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
             "Serve /v1/chat/completions and /v1/completions, sending each request to the least-loaded Ready engine "
             "pod or to the hosted API, following the spill fraction and mode the operator writes to the "
             "InferenceDeployment's status. With --name and --namespace it watches Kubernetes; with --spec-file "
-            f"it runs from a manifest and --engine-url flags. The API key comes from ${API_KEY_ENV} only."
+            f"it runs from a manifest and --engine-url flags. The API key comes from ${ENV_API_KEY} only."
         ),
     )
     parser.add_argument("--name", help="InferenceDeployment to serve (Kubernetes mode)")
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     settings = RouterSettings(
         max_inflight_per_pod=args.max_inflight_per_pod,
         queue_timeout_seconds=args.queue_timeout,
-        api_key=os.environ.get(API_KEY_ENV) or None,
+        api_key=os.environ.get(ENV_API_KEY) or None,
     )
     if args.spec_file:
         try:

@@ -25,8 +25,23 @@ import requests
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample as MetricSample
 
 from crossover.api.v1alpha1 import InferenceDeployment
+from crossover.contracts import (
+    DIRECTION_LABEL,
+    GROUP,
+    PLURAL,
+    ROUTER_API_SPEND,
+    ROUTER_PORT,
+    ROUTER_TOKENS,
+    VERSION,
+    Component,
+    Direction,
+    selector_string,
+    total,
+)
 from crossover.demo import loadgen
 from crossover.demo.compression import compress_manifest
 from crossover.demo.ledger import Ledger, static_fleet_size
@@ -40,7 +55,6 @@ NAMESPACE = "crossover-demo"
 OPERATOR_NAMESPACE = "crossover-system"
 API_EMULATOR = "api-emulator"
 API_EMULATOR_PORT = 39100
-GROUP, VERSION, PLURAL = "crossover.dev", "v1alpha1", "inferencedeployments"
 
 
 @dataclass(frozen=True)
@@ -172,7 +186,7 @@ def _ready(pod: Any) -> bool:
 
 
 def router_ip(api: client.ApiClient, name: str) -> str:
-    selector = f"crossover.dev/inference-deployment={name},app.kubernetes.io/component=router"
+    selector = selector_string(name, Component.ROUTER)
 
     def ready_ip() -> str | None:
         return next(
@@ -187,37 +201,37 @@ def router_ip(api: client.ApiClient, name: str) -> str:
     return str(_wait(ready_ip, 120, "the router pod to be Ready"))
 
 
+def _router_samples(ip: str, counter: str, timeout: float) -> list[MetricSample] | None:
+    """Samples of one of the router's counters, parsed from its /metrics; None when the router does not answer."""
+    try:
+        text = requests.get(f"http://{ip}:{ROUTER_PORT}/metrics", timeout=timeout).text
+    except requests.RequestException:
+        return None
+    name = total(counter)
+    return [s for family in text_string_to_metric_families(text) for s in family.samples if s.name == name]
+
+
 def _router_tokens(ip: str) -> dict[str, int]:
     """Tokens the router counted (from upstream usage), by direction, over every backend and outcome."""
-    totals = {"input": 0, "output": 0}
-    try:
-        text = requests.get(f"http://{ip}:8080/metrics", timeout=5).text
-    except requests.RequestException:
-        return totals
-    for line in text.splitlines():
-        if line.startswith("crossover_router_tokens_total{"):
-            direction = line.split('direction="', 1)[1].split('"', 1)[0]
-            totals[direction] = totals.get(direction, 0) + round(float(line.rsplit(" ", 1)[1]))
+    totals = {Direction.INPUT.value: 0, Direction.OUTPUT.value: 0}
+    for sample in _router_samples(ip, ROUTER_TOKENS, timeout=5) or []:
+        direction = sample.labels[DIRECTION_LABEL]
+        totals[direction] = totals.get(direction, 0) + round(sample.value)
     return totals
 
 
 def _router_api_spend(ip: str) -> Decimal | None:
     """The router's own API spend counter, read straight from its /metrics."""
-    try:
-        text = requests.get(f"http://{ip}:8080/metrics", timeout=2).text
-    except requests.RequestException:
+    samples = _router_samples(ip, ROUTER_API_SPEND, timeout=2)
+    if samples is None:
         return None
-    total = Decimal(0)
-    for line in text.splitlines():
-        if line.startswith("crossover_router_api_spend_dollars_total"):
-            total += Decimal(line.rsplit(" ", 1)[1])
-    return total
+    return sum((Decimal(repr(s.value)) for s in samples), Decimal(0))
 
 
 def _engine_pods(api: client.ApiClient, name: str) -> tuple[int, int, int]:
     """(ready, warming, pending) engine pods: ready and warming ones are billed, pending ones are not."""
     ready = warming = pending = 0
-    for pod in _pods(api, f"crossover.dev/inference-deployment={name},app.kubernetes.io/component=engine"):
+    for pod in _pods(api, selector_string(name, Component.ENGINE)):
         if pod["metadata"].get("deletionTimestamp"):
             continue
         if pod["status"].get("phase") == "Pending":
@@ -441,7 +455,11 @@ async def _replay_with_view(
     monitor = asyncio.create_task(_monitor(api, name, state, stop, started))
     replay = asyncio.create_task(
         loadgen.replay(
-            trace, f"http://{state.router_ip}:8080/v1", model, float(options.speedup), lambda r: _record(state, r)
+            trace,
+            f"http://{state.router_ip}:{ROUTER_PORT}/v1",
+            model,
+            float(options.speedup),
+            lambda r: _record(state, r),
         )
     )
     console = Console()

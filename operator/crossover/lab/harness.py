@@ -38,7 +38,7 @@ import aiohttp
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from crossover.addressing import ENV as ADDRESS_ENV
+from crossover.contracts import ENV_ADDRESS_MAP, GROUP, INSTANCE_LABEL, PLURAL, VERSION
 from crossover.lab import prometheus
 from crossover.lab.config import ADDRESS_MAP, LabConfig, local_address
 from crossover.lab.control_plane import write_kubeconfig
@@ -46,8 +46,7 @@ from crossover.lab.kube import lab_api_client, plain, stream
 
 log = logging.getLogger(__name__)
 
-ANNOTATION_PREFIX = "lab.crossover.dev/"
-INSTANCE_LABEL = "crossover.dev/inference-deployment"
+ANNOTATION_PREFIX = f"lab.{GROUP}/"
 DEFAULT_VLLM_PORT = 8000
 
 
@@ -214,7 +213,7 @@ class Harness:
         if owner:
             try:
                 resource: Any = self._custom.get_namespaced_custom_object(
-                    "crossover.dev", "v1alpha1", meta["namespace"], "inferencedeployments", owner
+                    GROUP, VERSION, meta["namespace"], PLURAL, owner
                 )
                 engine = resource["spec"]["engine"]
                 capacity = engine["capacity"]
@@ -238,7 +237,7 @@ class Harness:
             args = [a.replace("0.0.0.0", proc.local) for a in command[1:]] + args
         env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSOVER_") and k != "KUBECONFIG"}
         env.update(await asyncio.to_thread(self._container_env, pod, container, proc.ip, proc.local))
-        env[ADDRESS_ENV] = ADDRESS_MAP
+        env[ENV_ADDRESS_MAP] = ADDRESS_MAP
         kubeconfig = self._cfg.state / "pods" / proc.namespace / proc.name / "kubeconfig"
         token = await asyncio.to_thread(self._service_account_token, meta["namespace"], spec)
         write_kubeconfig(self._cfg, kubeconfig, token, user=spec.get("serviceAccountName") or "default")

@@ -10,19 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from crossover.api.v1alpha1 import API_VERSION, KIND, EngineKind, InferenceDeploymentSpec
-from crossover.reconcile.labels import (
-    ENGINE,
-    ROUTER,
+from crossover.api.v1alpha1 import EngineKind, InferenceDeploymentSpec
+from crossover.contracts import (
+    API_VERSION,
+    ENV_API_KEY,
+    KIND,
+    ROUTER_PORT,
+    Component,
     engine_name,
     labels,
     router_name,
     selector,
     service_name,
 )
-
-ROUTER_PORT = 8080
-API_KEY_ENV = "CROSSOVER_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class RouterSettings:
     image_pull_policy: str = "IfNotPresent"
 
 
-def _meta(owner: Owner, name: str, component: str) -> dict[str, Any]:
+def _meta(owner: Owner, name: str, component: Component) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": owner.namespace,
@@ -86,7 +86,7 @@ def engine_deployment(owner: Owner, spec: InferenceDeploymentSpec) -> dict[str, 
     # startup probe covers the cold start (model load) twice over; liveness only takes over afterwards
     startup_failures = max(3, (2 * engine.cold_start_seconds) // 10 + 1)
     container = {
-        "name": ENGINE,
+        "name": Component.ENGINE.value,
         "image": engine.image,
         "args": engine_args(spec, owner.name),
         "ports": [{"name": "http", "containerPort": engine.port, "protocol": "TCP"}],
@@ -108,13 +108,13 @@ def engine_deployment(owner: Owner, spec: InferenceDeploymentSpec) -> dict[str, 
         },
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
-    pod_labels = labels(owner.name, ENGINE)
+    pod_labels = labels(owner.name, Component.ENGINE)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(owner, engine_name(owner.name), ENGINE),
+        "metadata": _meta(owner, engine_name(owner.name), Component.ENGINE),
         "spec": {
-            "selector": {"matchLabels": selector(owner.name, ENGINE)},
+            "selector": {"matchLabels": selector(owner.name, Component.ENGINE)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
             "template": {
                 "metadata": {
@@ -139,9 +139,9 @@ def engine_service(owner: Owner, spec: InferenceDeploymentSpec) -> dict[str, Any
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(owner, engine_name(owner.name), ENGINE),
+        "metadata": _meta(owner, engine_name(owner.name), Component.ENGINE),
         "spec": {
-            "selector": selector(owner.name, ENGINE),
+            "selector": selector(owner.name, Component.ENGINE),
             "ports": [{"name": "http", "port": spec.engine.port, "targetPort": "http", "protocol": "TCP"}],
         },
     }
@@ -151,9 +151,9 @@ def router_deployment(owner: Owner, spec: InferenceDeploymentSpec, settings: Rou
     env: list[dict[str, Any]] = []
     ref = spec.api.credentials_secret_ref
     if ref is not None:
-        env.append({"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+        env.append({"name": ENV_API_KEY, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     container = {
-        "name": ROUTER,
+        "name": Component.ROUTER.value,
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
         "args": ["router", "--name", owner.name, "--namespace", owner.namespace, "--listen", f"0.0.0.0:{ROUTER_PORT}"],
@@ -167,13 +167,13 @@ def router_deployment(owner: Owner, spec: InferenceDeploymentSpec, settings: Rou
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(owner, router_name(owner.name), ROUTER),
+        "metadata": _meta(owner, router_name(owner.name), Component.ROUTER),
         "spec": {
             "replicas": settings.replicas,
-            "selector": {"matchLabels": selector(owner.name, ROUTER)},
+            "selector": {"matchLabels": selector(owner.name, Component.ROUTER)},
             "template": {
                 "metadata": {
-                    "labels": labels(owner.name, ROUTER),
+                    "labels": labels(owner.name, Component.ROUTER),
                     "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(ROUTER_PORT)},
                 },
                 "spec": {
@@ -196,16 +196,20 @@ def router_service(owner: Owner) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(owner, service_name(owner.name), ROUTER),
+        "metadata": _meta(owner, service_name(owner.name), Component.ROUTER),
         "spec": {
-            "selector": selector(owner.name, ROUTER),
+            "selector": selector(owner.name, Component.ROUTER),
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }
 
 
 def router_service_account(owner: Owner) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(owner, router_name(owner.name), ROUTER)}
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(owner, router_name(owner.name), Component.ROUTER),
+    }
 
 
 def router_role_binding(owner: Owner, settings: RouterSettings) -> dict[str, Any]:
@@ -213,7 +217,7 @@ def router_role_binding(owner: Owner, settings: RouterSettings) -> dict[str, Any
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
-        "metadata": _meta(owner, router_name(owner.name), ROUTER),
+        "metadata": _meta(owner, router_name(owner.name), Component.ROUTER),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": settings.cluster_role},
         "subjects": [{"kind": "ServiceAccount", "name": router_name(owner.name), "namespace": owner.namespace}],
     }

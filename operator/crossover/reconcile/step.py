@@ -25,10 +25,10 @@ from crossover.api.v1alpha1 import (
     ReplicasStatus,
     RoutingStatus,
 )
+from crossover.contracts import Component, engine_name, selector_string
 from crossover.manifest import describe_validation_error
 from crossover.reconcile import conditions as cond
 from crossover.reconcile.children import Owner, RouterSettings, children
-from crossover.reconcile.labels import ENGINE, engine_name, selector_string
 from crossover.reconcile.ports import Cluster, EngineState, Metrics, MetricsReading
 from crossover.reconcile.routing import routing_status
 from crossover.reconcile.status import (
@@ -244,7 +244,7 @@ def _status(
     applied = outcome.scaled_to if outcome.scaled_to is not None else engine.replicas
     return InferenceDeploymentStatus(
         observed_generation=resource.generation,
-        selector=selector_string(resource.name, ENGINE),
+        selector=selector_string(resource.name, Component.ENGINE),
         replicas=ReplicasStatus(
             desired=decision.replicas if decision.actuate and not conflicts else applied,
             ready=engine.ready,

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from costpolicy.spec import APIPricing
 from crossover.addressing import AddressMap
-from crossover.api.v1alpha1 import GROUP, PLURAL, VERSION, RoutingStatus
+from crossover.api.v1alpha1 import RoutingStatus
+from crossover.contracts import GROUP, PLURAL, VERSION
 from crossover.router.state import APITarget, Policy, RouterState
 
 log = logging.getLogger(__name__)

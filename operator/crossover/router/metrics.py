@@ -1,5 +1,5 @@
-"""The router's Prometheus metrics. The operator reads `crossover_router_tokens_total` (demand before the split),
-`crossover_router_api_spend_dollars_total` and throttled API requests from here, so names and labels are an API."""
+"""The router's Prometheus metrics. The operator reads the token counter (demand before the split), the API spend
+and throttled API requests from here, so names and label values are a contract: they live in crossover.contracts."""
 
 from __future__ import annotations
 
@@ -7,15 +7,29 @@ from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-SELF = "self"
-API = "api"
+from crossover.contracts import (
+    BACKEND_LABEL,
+    DIRECTION_LABEL,
+    OUTCOME_LABEL,
+    ROUTER_ADDED_LATENCY,
+    ROUTER_API_SPEND,
+    ROUTER_INFLIGHT,
+    ROUTER_REQUESTS,
+    ROUTER_TOKENS,
+    Backend,
+    Direction,
+    Outcome,
+)
 
-# outcomes
-OK = "ok"
-ERROR = "error"  # upstream failed, after retries, or mid-stream
-THROTTLED = "throttled"  # the API answered 429
-REJECTED = "rejected"  # the router answered 429/503 itself (no capacity and no spill allowed)
-CLIENT_CLOSED = "client_closed"
+# short names for the request path
+SELF, API = Backend.SELF, Backend.API
+OK, ERROR, THROTTLED, REJECTED, CLIENT_CLOSED = (
+    Outcome.OK,
+    Outcome.ERROR,
+    Outcome.THROTTLED,
+    Outcome.REJECTED,
+    Outcome.CLIENT_CLOSED,
+)
 
 
 class RouterMetrics:
@@ -23,18 +37,18 @@ class RouterMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "crossover_router_requests", "Requests by backend and outcome", ["backend", "outcome"], registry=r
+            ROUTER_REQUESTS, "Requests by backend and outcome", [BACKEND_LABEL, OUTCOME_LABEL], registry=r
         )
         self.tokens = Counter(
-            "crossover_router_tokens",
+            ROUTER_TOKENS,
             "Tokens by direction, backend and outcome (from upstream usage)",
-            ["direction", "backend", "outcome"],
+            [DIRECTION_LABEL, BACKEND_LABEL, OUTCOME_LABEL],
             registry=r,
         )
-        self.api_spend = Counter("crossover_router_api_spend_dollars", "Dollars spent on the hosted API", registry=r)
-        self.inflight = Gauge("crossover_router_inflight", "Requests in flight by backend", ["backend"], registry=r)
+        self.api_spend = Counter(ROUTER_API_SPEND, "Dollars spent on the hosted API", registry=r)
+        self.inflight = Gauge(ROUTER_INFLIGHT, "Requests in flight by backend", [BACKEND_LABEL], registry=r)
         self.added_latency = Histogram(
-            "crossover_router_added_latency_seconds",
+            ROUTER_ADDED_LATENCY,
             "Router overhead per request: arrival to upstream request sent, plus upstream headers to first byte out",
             registry=r,
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
@@ -47,9 +61,9 @@ class RouterMetrics:
     def count(self, backend: str, outcome: str, prompt: int | None, completion: int | None) -> None:
         self.requests.labels(backend, outcome).inc()
         if prompt:
-            self.tokens.labels("input", backend, outcome).inc(prompt)
+            self.tokens.labels(Direction.INPUT, backend, outcome).inc(prompt)
         if completion:
-            self.tokens.labels("output", backend, outcome).inc(completion)
+            self.tokens.labels(Direction.OUTPUT, backend, outcome).inc(completion)
 
     def spend(self, dollars: Decimal) -> None:
         if dollars > 0:

@@ -23,8 +23,9 @@ import aiohttp
 from aiohttp import web
 
 from costpolicy.pricing import api_bill
+from crossover.contracts import PolicyMode
 from crossover.router import metrics as m
-from crossover.router.state import API_ONLY, APITarget, Endpoint, RouterState
+from crossover.router.state import APITarget, Endpoint, RouterState
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class Router:
         state = self.state
         assert state.policy is not None
         api_ok = state.api_usable(self.settings.api_key) and attempts["api"] == 0
-        if state.policy.mode == API_ONLY:
+        if state.policy.mode == PolicyMode.API_ONLY:
             usable = state.api is not None and self.settings.api_key is not None and attempts["api"] == 0
             return m.API if usable else None
         if attempts["pods"] >= 2:  # the first pod and one retry failed: the API is the last resort

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from costpolicy.spec import APIPricing
-
-SELF_HOSTED_ONLY = "SelfHostedOnly"
-API_ONLY = "APIOnly"
+from crossover.contracts import PolicyMode
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,7 @@ class APITarget:
 
 @dataclass(frozen=True)
 class Policy:
-    mode: str = "CostOptimized"
+    mode: str = PolicyMode.COST_OPTIMIZED
     spill_fraction: Decimal = Decimal(0)
     api_available: bool = True  # False: the operator says the budget is spent or the provider throttles
 
@@ -65,7 +63,7 @@ class RouterState:
             self.api is not None
             and api_key is not None
             and self.policy is not None
-            and self.policy.mode != SELF_HOSTED_ONLY
+            and self.policy.mode != PolicyMode.SELF_HOSTED_ONLY
             and self.policy.api_available
             and time.monotonic() >= self.api_backoff_until
         )

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from costpolicy.decide import decide
-from costpolicy.decision import Recommendation
+from costpolicy.decision import Reason, Recommendation
 from costpolicy.pricing import FloatPrices, api_bill, replica_bill
 from costpolicy.snapshot import Demand, ReplicaState, Snapshot
 from costpolicy.spec import CostSpec
@@ -290,7 +290,7 @@ class APIOnly:
         return 0
 
     def decide(self, view: View) -> tuple[int, str]:
-        return 0, "APIOnly"
+        return 0, Reason.API_ONLY.value
 
 
 @dataclass

@@ -1,0 +1,169 @@
+"""Wire contracts: every name another program reads, defined once.
+
+The API group and resource, the labels the operator puts on the objects it owns, the environment variables the
+chart and the operator set, the router's metric names and label values (the operator's Prometheus queries read
+them), and the policy modes. Producers and readers both import these, so a rename is one edit and a typo is an
+ImportError, not a query that silently matches nothing. Names only the test rig uses live in `crossover_lab`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from costpolicy.spec import PolicyMode
+
+# ---- the resource ----------------------------------------------------------------------------------------------
+
+GROUP = "crossover.dev"
+VERSION = "v1alpha1"
+KIND = "InferenceDeployment"
+PLURAL = "inferencedeployments"
+SINGULAR = "inferencedeployment"
+SHORT_NAMES = ("infd",)
+API_VERSION = f"{GROUP}/{VERSION}"
+FIELD_MANAGER = "crossover"
+
+# ---- the objects the operator owns, and their labels -----------------------------------------------------------
+
+INSTANCE_LABEL = f"{GROUP}/inference-deployment"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+
+
+class Component(StrEnum):
+    """The `app.kubernetes.io/component` label value of each kind of child."""
+
+    ENGINE = "engine"
+    ROUTER = "router"
+
+
+def engine_name(name: str) -> str:
+    """The engine Deployment; its pods are `<name>-engine-*`."""
+    return f"{name}-engine"
+
+
+def router_name(name: str) -> str:
+    """The router Deployment; its pods are `<name>-router-*`."""
+    return f"{name}-router"
+
+
+def service_name(name: str) -> str:
+    """The client-facing Service carries the resource's own name."""
+    return name
+
+
+def selector(name: str, component: Component) -> dict[str, str]:
+    return {INSTANCE_LABEL: name, COMPONENT_LABEL: component.value}
+
+
+def selector_string(name: str, component: Component) -> str:
+    """The same selector as a `label_selector` string for list calls and the scale subresource."""
+    return ",".join(f"{k}={v}" for k, v in selector(name, component).items())
+
+
+def labels(name: str, component: Component) -> dict[str, str]:
+    return {
+        **selector(name, component),
+        "app.kubernetes.io/name": "crossover",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": FIELD_MANAGER,
+    }
+
+
+# ---- environment variables ---------------------------------------------------------------------------------------
+
+ENV_API_KEY = "CROSSOVER_API_KEY"  # the router's API key, from the provider Secret; never logged
+ENV_ADDRESS_MAP = "CROSSOVER_ADDRESS_MAP"  # see crossover.addressing
+ENV_PROMETHEUS_URL = "CROSSOVER_PROMETHEUS_URL"
+ENV_RECONCILE_INTERVAL = "CROSSOVER_RECONCILE_INTERVAL_SECONDS"
+ENV_RATE_WINDOW = "CROSSOVER_RATE_WINDOW_SECONDS"
+ENV_METRICS_LISTEN = "CROSSOVER_METRICS_LISTEN"
+ENV_ROUTER_IMAGE = "CROSSOVER_ROUTER_IMAGE"
+ENV_ROUTER_REPLICAS = "CROSSOVER_ROUTER_REPLICAS"
+ENV_ROUTER_CLUSTER_ROLE = "CROSSOVER_ROUTER_CLUSTER_ROLE"
+
+# ---- the router's metrics (prometheus_client appends `_total` to counters in the exposition) ---------------------
+
+ROUTER_REQUESTS = "crossover_router_requests"
+ROUTER_TOKENS = "crossover_router_tokens"
+ROUTER_API_SPEND = "crossover_router_api_spend_dollars"
+ROUTER_INFLIGHT = "crossover_router_inflight"
+ROUTER_ADDED_LATENCY = "crossover_router_added_latency_seconds"
+ROUTER_PORT = 8080  # the router serves the API and /metrics here
+
+
+def total(counter: str) -> str:
+    """The exposed series name of a counter."""
+    return f"{counter}_total"
+
+
+BACKEND_LABEL = "backend"
+OUTCOME_LABEL = "outcome"
+DIRECTION_LABEL = "direction"
+
+
+class Backend(StrEnum):
+    """Label `backend`: where a request went."""
+
+    SELF = "self"
+    API = "api"
+
+
+class Outcome(StrEnum):
+    """Label `outcome`: how a request ended."""
+
+    OK = "ok"
+    ERROR = "error"  # upstream failed, after retries, or mid-stream
+    THROTTLED = "throttled"  # the API answered 429
+    REJECTED = "rejected"  # the router answered 429/503 itself (no capacity and no spill allowed)
+    CLIENT_CLOSED = "client_closed"
+
+
+class Direction(StrEnum):
+    """Label `direction` of the token counter."""
+
+    INPUT = "input"
+    OUTPUT = "output"
+
+
+__all__ = [
+    "API_VERSION",
+    "BACKEND_LABEL",
+    "COMPONENT_LABEL",
+    "DIRECTION_LABEL",
+    "ENV_ADDRESS_MAP",
+    "ENV_API_KEY",
+    "ENV_METRICS_LISTEN",
+    "ENV_PROMETHEUS_URL",
+    "ENV_RATE_WINDOW",
+    "ENV_RECONCILE_INTERVAL",
+    "ENV_ROUTER_CLUSTER_ROLE",
+    "ENV_ROUTER_IMAGE",
+    "ENV_ROUTER_REPLICAS",
+    "FIELD_MANAGER",
+    "GROUP",
+    "INSTANCE_LABEL",
+    "KIND",
+    "OUTCOME_LABEL",
+    "PLURAL",
+    "ROUTER_ADDED_LATENCY",
+    "ROUTER_API_SPEND",
+    "ROUTER_INFLIGHT",
+    "ROUTER_PORT",
+    "ROUTER_REQUESTS",
+    "ROUTER_TOKENS",
+    "SHORT_NAMES",
+    "SINGULAR",
+    "VERSION",
+    "Backend",
+    "Component",
+    "Direction",
+    "Outcome",
+    "PolicyMode",
+    "engine_name",
+    "labels",
+    "router_name",
+    "selector",
+    "selector_string",
+    "service_name",
+    "total",
+]
