@@ -80,6 +80,7 @@ ENV_METRICS_LISTEN = "CROSSOVER_METRICS_LISTEN"
 ENV_ROUTER_IMAGE = "CROSSOVER_ROUTER_IMAGE"
 ENV_ROUTER_REPLICAS = "CROSSOVER_ROUTER_REPLICAS"
 ENV_ROUTER_CLUSTER_ROLE = "CROSSOVER_ROUTER_CLUSTER_ROLE"
+ENV_ROUTER_MAX_BODY_BYTES = "CROSSOVER_ROUTER_MAX_BODY_BYTES"  # the router's request body cap (--max-body-bytes)
 
 # ---- the router's metrics (prometheus_client appends `_total` to counters in the exposition) ---------------------
 
@@ -88,6 +89,7 @@ ROUTER_TOKENS = "crossover_router_tokens"
 ROUTER_API_SPEND = "crossover_router_api_spend_dollars"
 ROUTER_INFLIGHT = "crossover_router_inflight"
 ROUTER_ADDED_LATENCY = "crossover_router_added_latency_seconds"
+ROUTER_LOCAL_ERRORS = "crossover_router_local_errors"  # errors the router answered itself, by status and code
 ROUTER_PORT = 8080  # the router serves the API and /metrics here
 
 
@@ -99,6 +101,8 @@ def total(counter: str) -> str:
 BACKEND_LABEL = "backend"
 OUTCOME_LABEL = "outcome"
 DIRECTION_LABEL = "direction"
+STATUS_LABEL = "status"  # HTTP status of a router-made error
+CODE_LABEL = "code"  # OpenAI error code of a router-made error ("" when null)
 
 
 class Backend(StrEnum):
@@ -128,6 +132,7 @@ class Direction(StrEnum):
 __all__ = [
     "API_VERSION",
     "BACKEND_LABEL",
+    "CODE_LABEL",
     "COMPONENT_LABEL",
     "DIRECTION_LABEL",
     "ENV_ADDRESS_MAP",
@@ -138,6 +143,7 @@ __all__ = [
     "ENV_RECONCILE_INTERVAL",
     "ENV_ROUTER_CLUSTER_ROLE",
     "ENV_ROUTER_IMAGE",
+    "ENV_ROUTER_MAX_BODY_BYTES",
     "ENV_ROUTER_REPLICAS",
     "FIELD_MANAGER",
     "GROUP",
@@ -148,11 +154,13 @@ __all__ = [
     "ROUTER_ADDED_LATENCY",
     "ROUTER_API_SPEND",
     "ROUTER_INFLIGHT",
+    "ROUTER_LOCAL_ERRORS",
     "ROUTER_PORT",
     "ROUTER_REQUESTS",
     "ROUTER_TOKENS",
     "SHORT_NAMES",
     "SINGULAR",
+    "STATUS_LABEL",
     "VERSION",
     "Backend",
     "Component",

@@ -259,9 +259,10 @@ async def test_api_key_never_reaches_logs_or_metrics(
     caplog.set_level(logging.DEBUG)
     await setup.api(fail_next=1)
     url = await setup.start(spill="1")
-    first, _, _ = await post(http, url, chat())
+    first, error, _ = await post(http, url, chat())
     second, _, _ = await post(http, url, chat())
-    assert (first, second) == (502, 200)  # the injected 5xx, then a normal answer
+    assert (first, second) == (503, 200)  # the provider's injected 503 passed on, then a normal answer
+    assert error["error"]["message"] == "The server is overloaded."
     async with http.get(f"{url}/metrics") as response:
         metrics = await response.text()
     assert KEY not in caplog.text and KEY not in metrics

@@ -99,7 +99,8 @@ async def test_router_started_after_a_bad_patch_still_spills_to_the_api(http: Cl
     apply_resource(state, {"spec": bad_spec, "status": status})
     router = await serve(build_router_app(state, RouterSettings(api_key=KEY)))
     try:
-        code, body, _ = await post(http, base(router), chat())
+        request = {**chat(), "model": state.served_model}  # clients name the served model (others get 404)
+        code, body, _ = await post(http, base(router), request)
         assert code == 200, body
         assert body["model"] == good["routing"]["api"]["model"]
     finally:

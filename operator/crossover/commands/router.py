@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from crossover.contracts import ENV_API_KEY
+from crossover.contracts import ENV_API_KEY, ENV_ROUTER_MAX_BODY_BYTES
 
 
 def register(subparsers: Any) -> None:
@@ -34,9 +34,45 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve on")
     parser.add_argument("--max-inflight-per-pod", type=int, default=64, help="above this, spill (or queue)")
     parser.add_argument("--queue-timeout", type=float, default=30.0, help="seconds a request may wait for a pod")
-    parser.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, wait this long for requests")
+    parser.add_argument("--max-queue", type=int, default=1024, help="requests that may wait at once; more get 429")
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=None,
+        help=f"largest request body (default: ${ENV_ROUTER_MAX_BODY_BYTES}, else 1/32 of the memory limit, 1..32 MiB)",
+    )
+    parser.add_argument("--body-read-timeout", type=float, default=30.0, help="seconds for a request body to arrive")
+    parser.add_argument("--connect-timeout", type=float, default=5.0, help="seconds to connect upstream")
+    parser.add_argument(
+        "--first-byte-timeout",
+        type=float,
+        default=300.0,
+        help="seconds for upstream headers, a stream's first event",
+    )
+    parser.add_argument("--idle-timeout", type=float, default=60.0, help="longest upstream silence mid-stream (s)")
+    parser.add_argument("--backoff-ceiling", type=float, default=300.0, help="longest API back-off after a 429 (s)")
+    parser.add_argument(
+        "--drain-delay-seconds",
+        type=float,
+        default=5.0,
+        help="on SIGTERM, fail readiness but keep accepting this long (endpoints propagate: the preStop window)",
+    )
+    parser.add_argument(
+        "--drain-seconds", type=float, default=30.0, help="then wait this long for in-flight requests to finish"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(func=run)
+
+
+def _max_body(args: argparse.Namespace) -> int | None:
+    if args.max_body_bytes is not None:
+        return int(args.max_body_bytes)
+    value = os.environ.get(ENV_ROUTER_MAX_BODY_BYTES)
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"${ENV_ROUTER_MAX_BODY_BYTES} must be a positive number of bytes, got {value!r}")
+    return int(value)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
 
     from crossover.manifest import ManifestError, load_inference_deployment
     from crossover.reconcile.routing import routing_status
-    from crossover.router.app import build_router_app
+    from crossover.router.app import build_router_app, serve
     from crossover.router.discovery import KubernetesDiscovery, apply_resource
-    from crossover.router.proxy import RouterSettings
+    from crossover.router.proxy import RouterSettings, default_max_body_bytes
     from crossover.router.state import RouterState
 
     logging.basicConfig(
@@ -61,11 +97,23 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.name) == bool(args.spec_file):
         print("crossover router: give either --name (Kubernetes) or --spec-file (static)", file=sys.stderr)
         return 2
+    try:
+        max_body = _max_body(args)
+    except ValueError as error:
+        print(f"crossover router: {error}", file=sys.stderr)
+        return 2
     state = RouterState()
     settings = RouterSettings(
         max_inflight_per_pod=args.max_inflight_per_pod,
         queue_timeout_seconds=args.queue_timeout,
+        max_queue=args.max_queue,
         api_key=os.environ.get(ENV_API_KEY) or None,
+        max_body_bytes=max_body if max_body is not None else default_max_body_bytes(),
+        body_read_timeout_seconds=args.body_read_timeout,
+        connect_timeout_seconds=args.connect_timeout,
+        first_byte_timeout_seconds=args.first_byte_timeout,
+        idle_timeout_seconds=args.idle_timeout,
+        backoff_ceiling_seconds=args.backoff_ceiling,
     )
     if args.spec_file:
         try:
@@ -99,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             routing["mode"] = args.mode
         apply_resource(state, {"status": {"routing": routing}})
         state.set_endpoints(set(args.engine_url))
+        app = build_router_app(state, settings)
     else:
         discovery = KubernetesDiscovery(state, args.name, args.namespace, args.kubeconfig)
 
@@ -109,8 +158,17 @@ def run(args: argparse.Namespace) -> int:
             discovery.stop()
 
         app = build_router_app(state, settings, on_startup=[watch], on_cleanup=[unwatch])
-        web.run_app(app, host=host, port=int(port), print=None, access_log=None, shutdown_timeout=args.drain_seconds)
-        return 0
-    app = build_router_app(state, settings)
-    web.run_app(app, host=host, port=int(port), print=None, access_log=None, shutdown_timeout=args.drain_seconds)
+    _run_loop(serve(app, state, host, int(port), args.drain_delay_seconds, args.drain_seconds))
     return 0
+
+
+def _run_loop(main: Any) -> None:
+    """uvloop when installed (it is a dependency; measured in docs/router.md), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but only on platforms it supports
+        import asyncio
+
+        asyncio.run(main)
+        return
+    uvloop.run(main)

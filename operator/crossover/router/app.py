@@ -1,9 +1,15 @@
-"""The router's aiohttp application: OpenAI-compatible endpoints, health, readiness and metrics."""
+"""The router's aiohttp application: OpenAI-compatible endpoints, health, readiness and metrics; and how it is
+served (uvloop, handler cancellation when a client leaves, a drain that loses nothing)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
+import orjson
 from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -12,7 +18,12 @@ from crossover.router.metrics import RouterMetrics
 from crossover.router.proxy import Router, RouterSettings
 from crossover.router.state import RouterState
 
+log = logging.getLogger(__name__)
+
 Hook = Callable[[web.Application], Awaitable[None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Client gone -> its handler is cancelled, so the upstream request is cancelled too (aiohttp's default keeps it).
+RUNNER_OPTIONS = {"handler_cancellation": True, "access_log": None}
 
 
 def build_router_app(
@@ -24,13 +35,32 @@ def build_router_app(
 ) -> web.Application:
     metrics = metrics or RouterMetrics()
     router = Router(state, settings, metrics)
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    created = int(time.time())
+
+    @web.middleware
+    async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every error in OpenAI's shape: aiohttp's own 404/405/413 and anything unexpected (500)."""
+        try:
+            return await handler(request)
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(error.status)
+            message = f"{request.method} {request.path}: {error.reason}"
+            headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+            return router.local_error(error.status, message, code, headers=headers)
+        except Exception:
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            return router.local_error(500, "The router failed unexpectedly; see its log.", "internal_error")
+
+    # the body cap is enforced by the handler while reading (413 in OpenAI's shape); aiohttp's own must not be lower
+    app = web.Application(client_max_size=settings.max_body_bytes + 1, middlewares=[openai_errors])
 
     async def start(_: web.Application) -> None:
         await router.start()
 
     async def drain(_: web.Application) -> None:
-        state.draining = True  # readiness fails at once; aiohttp then stops accepting and waits for handlers
+        state.draining = True  # readiness fails (if serve() did not already); aiohttp then waits for handlers
 
     async def close(_: web.Application) -> None:
         await router.close()
@@ -49,11 +79,18 @@ def build_router_app(
             return web.Response(status=503, text="draining" if state.draining else "waiting for the routing policy")
         return web.Response(text="ok")
 
+    def model_entry(name: str) -> dict[str, object]:
+        return {"id": name, "object": "model", "created": state.model_created or created, "owned_by": "crossover"}
+
     async def models(_: web.Request) -> web.Response:
         names = [state.served_model] if state.served_model else []
-        return web.json_response(
-            {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "crossover"} for n in names]}
-        )
+        return web.json_response({"object": "list", "data": [model_entry(n) for n in names]}, dumps=_dumps)
+
+    async def model(request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        if name != state.served_model:
+            return router.local_error(404, f"The model `{name}` does not exist.", "model_not_found", "model")
+        return web.json_response(model_entry(name), dumps=_dumps)
 
     async def scrape(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -61,7 +98,44 @@ def build_router_app(
     app.router.add_post("/v1/chat/completions", router.handle)
     app.router.add_post("/v1/completions", router.handle)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{model:.+}", model)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", scrape)
     return app
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def serve(
+    app: web.Application,
+    state: RouterState,
+    host: str,
+    port: int,
+    drain_delay_seconds: float,
+    drain_seconds: float,
+    reuse_port: bool = False,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or `stop`), then drain without losing a request: readiness fails at once, the
+    listener stays open `drain_delay_seconds` (endpoints take a while to stop sending new connections here: the
+    preStop window), then it closes and in-flight requests get `drain_seconds` to finish."""
+    runner = web.AppRunner(app, shutdown_timeout=drain_seconds, **RUNNER_OPTIONS)  # type: ignore[arg-type]
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    await site.start()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        state.draining = True
+        log.info("draining: readiness fails now, listener open for %g s more", drain_delay_seconds)
+        await asyncio.sleep(drain_delay_seconds)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()  # stop listening, wait for in-flight handlers (up to drain_seconds), close

@@ -4,10 +4,12 @@ engine's EndpointSlices, watched in Kubernetes; or flags and a manifest file, fo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,9 @@ def apply_resource(state: RouterState, resource: dict[str, Any]) -> None:
         return
     state.api = api
     state.served_model = routing.served_model
+    created = (resource.get("metadata") or {}).get("creationTimestamp")
+    with contextlib.suppress(TypeError, ValueError):
+        state.model_created = int(datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp())
     state.policy = Policy(
         mode=routing.mode,
         spill_fraction=min(max(routing.spill_fraction, Decimal(0)), Decimal(1)),
@@ -58,10 +63,12 @@ def apply_resource(state: RouterState, resource: dict[str, Any]) -> None:
 
 def endpoints_of(
     slices: dict[str, dict[str, Any]], port_name: str = "http", addresses: AddressMap | None = None
-) -> set[str]:
-    """Ready, not terminating addresses of every slice, with the engine port (through the address map, if any)."""
+) -> dict[str, str]:
+    """Ready, not terminating endpoints of every slice: {pod identity: URL with the engine port} (addresses through
+    the address map, if any). The identity is the targetRef's uid (else its namespace/name, else the address), so a
+    pod keeps its in-flight count across readiness flaps and address reuse cannot merge two pods."""
     addresses = addresses or AddressMap()
-    urls: set[str] = set()
+    urls: dict[str, str] = {}
     for item in slices.values():
         ports = item.get("ports") or []
         port = next((p.get("port") for p in ports if p.get("name") == port_name), None)
@@ -73,10 +80,13 @@ def endpoints_of(
             conditions = endpoint.get("conditions") or {}
             if conditions.get("ready") is False or conditions.get("terminating"):
                 continue
+            ref = endpoint.get("targetRef") or {}
+            pod = ref.get("uid") or (f"{ref.get('namespace', '')}/{ref['name']}" if ref.get("name") else None)
             for reported in endpoint.get("addresses") or []:
                 address = addresses.translate(reported)
                 host = f"[{address}]" if ":" in address else address
-                urls.add(f"http://{host}:{port}")
+                url = f"http://{host}:{port}"
+                urls[f"{pod}@{port}" if pod else url] = url
     return urls
 
 
@@ -188,10 +198,10 @@ class KubernetesDiscovery:
         threading.Thread(target=run, daemon=True, name="router-watch").start()
 
     def _publish_endpoints(self) -> None:
-        urls = endpoints_of(self._slices, addresses=self._addresses)
-        if urls != set(self.state.endpoints):
-            log.info("engine endpoints: %s", sorted(urls) or "none ready")
-        self.state.set_endpoints(urls)
+        pods = endpoints_of(self._slices, addresses=self._addresses)
+        if pods != {identity: e.url for identity, e in self.state.endpoints.items()}:
+            log.info("engine endpoints: %s", sorted(pods.values()) or "none ready")
+        self.state.set_endpoints(pods)
 
     def stop(self) -> None:
         self._stop.set()

@@ -9,13 +9,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from crossover.contracts import (
     BACKEND_LABEL,
+    CODE_LABEL,
     DIRECTION_LABEL,
     OUTCOME_LABEL,
     ROUTER_ADDED_LATENCY,
     ROUTER_API_SPEND,
     ROUTER_INFLIGHT,
+    ROUTER_LOCAL_ERRORS,
     ROUTER_REQUESTS,
     ROUTER_TOKENS,
+    STATUS_LABEL,
     Backend,
     Direction,
     Outcome,
@@ -41,8 +44,14 @@ class RouterMetrics:
         )
         self.tokens = Counter(
             ROUTER_TOKENS,
-            "Tokens by direction, backend and outcome (from upstream usage)",
+            "Tokens by direction, backend and outcome (upstream usage; estimated when a response ended without it)",
             [DIRECTION_LABEL, BACKEND_LABEL, OUTCOME_LABEL],
+            registry=r,
+        )
+        self.local_errors = Counter(
+            ROUTER_LOCAL_ERRORS,
+            "Errors the router answered itself (bad request, unknown model, body too large, queue full, ...)",
+            [STATUS_LABEL, CODE_LABEL],
             registry=r,
         )
         self.api_spend = Counter(ROUTER_API_SPEND, "Dollars spent on the hosted API", registry=r)

@@ -3,73 +3,138 @@
 Per request, in order: `APIOnly` goes to the API; the operator's spill fraction sends its share there (a
 deterministic credit, not a coin); otherwise the least-loaded ready pod under its in-flight limit serves it. No pod
 (cold start, scale from zero) or every pod full (overflow) spills when spilling is allowed; when it is not
-(`SelfHostedOnly`, budget spent, API backing off after a 429) the request waits for a slot, boundedly, then gets 429
-with Retry-After. Failures before the first byte reaches the client are retried once on another pod, then on the
-API; a failure after bytes went out is reported in the stream and never retried (the client would see text twice).
+(`SelfHostedOnly`, budget spent, API backing off after a 429) the request waits for a slot, boundedly (queue length
+and wait), then gets 429 with Retry-After. Failures before the first byte reaches the client are retried once on
+another pod, then on the API; a failure after bytes went out is reported in the stream and never retried (the
+client would see text twice). A client that goes away cancels its upstream request and is never retried.
+
+Streams pass through as bytes, cut only at event boundaries: the router parses an event only when it carries a
+usage object (to count tokens, and to drop the usage event the client did not ask for).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from costpolicy.pricing import api_bill
 from crossover.contracts import PolicyMode
 from crossover.router import metrics as m
-from crossover.router.state import APITarget, Endpoint, RouterState
+from crossover.router import wire
+from crossover.router.state import APITarget, Endpoint, QueueFull, RouterState
 
 log = logging.getLogger(__name__)
 
+MiB = 1024 * 1024
+USAGE_KEY = b'"usage"'
 USAGE_MARKERS = (b'"usage":{', b'"usage": {')
+# The text a stream carries, for the output estimate when it ends without usage (contents, text, tool arguments).
+TEXT_FIELDS = re.compile(rb'"(?:content|text|arguments|reasoning_content|refusal)":\s?"((?:[^"\\]|\\.)*)"')
+INCLUDE_USAGE = b',"stream_options":{"include_usage":true}}'
+
+
+def default_max_body_bytes(cgroup: Path = Path("/sys/fs/cgroup/memory.max")) -> int:
+    """A body cap sized to the pod: 1/32 of its memory limit (bodies are held about twice while in flight, so
+    sixteen concurrent bodies at the cap fit), between 1 and 32 MiB; 8 MiB when there is no limit to read."""
+    try:
+        text = cgroup.read_text().strip()
+        limit = int(text) if text != "max" else 0
+    except (OSError, ValueError):
+        limit = 0
+    if limit <= 0:
+        return 8 * MiB
+    return min(max(limit // 32, 1 * MiB), 32 * MiB)
 
 
 @dataclass(frozen=True)
 class RouterSettings:
     max_inflight_per_pod: int = 64
-    queue_timeout_seconds: float = 30.0
+    queue_timeout_seconds: float = 30.0  # longest wait for a pod slot
+    max_queue: int = 1024  # requests waiting for a slot at once; more get 429 at once
     api_key: str | None = None  # from the Secret, through the environment; never logged
+    max_body_bytes: int = field(default_factory=default_max_body_bytes)
+    body_read_timeout_seconds: float = 30.0  # the whole request body must arrive within this
+    connect_timeout_seconds: float = 5.0
+    first_byte_timeout_seconds: float = 300.0  # upstream response headers, and a stream's first event
+    idle_timeout_seconds: float = 60.0  # longest silence between two pieces of a stream
+    backoff_ceiling_seconds: float = 300.0  # longest API back-off, whatever Retry-After says
+    max_event_bytes: int = 16 * MiB  # one SSE event (logprobs, tool arguments) may be this large
 
 
 class _BeforeFirstByte(Exception):
     """The upstream failed before anything reached the client: safe to try elsewhere."""
 
-    def __init__(self, reason: str, retry_after: float | None = None, throttled: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        retry_after: float | None = None,
+        throttled: bool = False,
+        timeout: bool = False,
+        response: web.Response | None = None,
+    ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
         self.throttled = throttled
+        self.timeout = timeout
+        self.response = response  # the upstream's own error, sanitised, to pass on if nothing else serves
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _ClientGone(Exception):
+    """Writing to the client failed: it went away."""
 
 
 @dataclass
-class _Usage:
-    prompt: int | None = None
-    completion: int | None = None
-    cached: int = 0
+class _Request:
+    """What the handler learnt from the client's request; the body stays bytes (parsed once, not kept)."""
 
-    def read(self, payload: dict[str, Any]) -> None:
-        usage = payload.get("usage")
-        if isinstance(usage, dict):
-            self.prompt = int(usage.get("prompt_tokens") or 0)
-            self.completion = int(usage.get("completion_tokens") or 0)
-            details = usage.get("prompt_tokens_details") or {}
-            self.cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    raw: bytes | bytearray
+    path: str
+    stream: bool
+    client_usage: bool
+    max_tokens: int
+    arrived: float
+    usage: wire.Usage = field(default_factory=wire.Usage)
+    streamed_text: int = 0  # bytes of generated text streamed to the client
+    accounted: bool = False
+
+    def bill(self, *, whole_output: bool = False) -> None:
+        """No valid usage from upstream: the documented estimate. Prompt tokens from the request's bytes (an
+        over-estimate: the JSON around the text counts too); output from the text streamed, or, for an abandoned
+        non-streaming request, the most the provider may bill (`max_tokens`)."""
+        if not self.usage.counted:
+            self.usage.prompt = wire.estimate_tokens(len(self.raw))
+            self.usage.completion = self.max_tokens if whole_output else wire.estimate_tokens(self.streamed_text)
 
 
-def api_cost(api: APITarget, usage: _Usage) -> Decimal:
-    return api_bill(api.pricing, usage.prompt or 0, usage.completion or 0, usage.cached)
+def api_cost(api: APITarget, usage: wire.Usage) -> Decimal:
+    return api_bill(api.pricing, usage.prompt, usage.completion, usage.cached)
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": "crossover_router", "code": status}}
-    return web.json_response(body, status=status, headers=headers)
+def _event_end(data: bytes) -> int:
+    """Index just past the last complete SSE event in `data` (0: none yet)."""
+    lf = data.rfind(b"\n\n")
+    crlf = data.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+
+
+def _payload_of(event: bytes) -> bytes:
+    return b"\n".join(
+        line[5:].removeprefix(b" ") for line in event.replace(b"\r\n", b"\n").split(b"\n") if line.startswith(b"data:")
+    )
 
 
 class Router:
@@ -82,84 +147,146 @@ class Router:
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5), auto_decompress=False
+            connector=connector,
+            # connect is bounded here; first byte and idle per request (a non-streaming answer's first byte
+            # comes only when the whole completion is done, so one socket read timeout cannot fit both)
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.settings.connect_timeout_seconds),
+            auto_decompress=True,  # we ask for identity; a provider that compresses anyway is decoded, not relayed
+            skip_auto_headers=("User-Agent",),
+            json_serialize=lambda value: orjson.dumps(value).decode(),
         )
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
-    # ---- choosing --------------------------------------------------------------------------------------------
-
-    async def _wait_for_pod(self, exclude: set[str]) -> Endpoint | None:
-        deadline = time.monotonic() + self.settings.queue_timeout_seconds
-        while time.monotonic() < deadline:
-            pod = self.state.least_loaded(self.settings.max_inflight_per_pod, exclude)
-            if pod is not None:
-                return pod
-            await asyncio.sleep(0.01)
-        return None
+    def local_error(
+        self,
+        status: int,
+        message: str,
+        code: str | None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        """An error the router answers itself: OpenAI's shape, counted."""
+        self.metrics.local_errors.labels(str(status), code or "").inc()
+        return wire.error_response(status, message, code, param, headers)
 
     # ---- the handler -----------------------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         arrived = time.perf_counter()
-        state = self.state
+        state, settings = self.state, self.settings
         if not state.ready or state.policy is None:
-            return _error(503, "router not ready: routing policy not known yet")
+            reason = "draining" if state.draining else "routing policy not known yet"
+            return self.local_error(503, f"router not ready: {reason}", "not_ready", headers={"Retry-After": "1"})
+        cap = settings.max_body_bytes
+        length = request.content_length
+        if length is not None and length > cap:
+            return self._too_large(length)
+        raw: bytes | bytearray
         try:
-            body = json.loads(await request.read())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "request body is not JSON")
+            async with asyncio.timeout(settings.body_read_timeout_seconds):
+                raw = await _read_body(request, length, cap)
+        except TimeoutError:
+            return self.local_error(
+                408, f"request body not received within {settings.body_read_timeout_seconds:g} s", "body_timeout"
+            )
+        except _TooLarge:
+            return self._too_large(None)
+        try:
+            body = orjson.loads(raw)  # nesting deeper than orjson's limit is a decode error, not a crash
+        except orjson.JSONDecodeError:
+            return self.local_error(400, "We could not parse the JSON body of your request.", "invalid_json")
         if not isinstance(body, dict):
-            return _error(400, "request body must be a JSON object")
-        stream = bool(body.get("stream"))
+            return self.local_error(400, "The request body must be a JSON object.", "invalid_json")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return self.local_error(400, "You must provide a model parameter.", "missing_model", "model")
+        if state.served_model and model != state.served_model:
+            return self.local_error(404, f"The model `{model}` does not exist.", "model_not_found", "model")
+        stream = body.get("stream") is True
         options = body.get("stream_options")
-        client_usage = stream and isinstance(options, dict) and bool(options.get("include_usage"))
-        if stream:  # ask upstream for usage so tokens are counted; stripped again unless the client asked
-            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        client_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+        limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        max_tokens = limit if isinstance(limit, int) and limit > 0 else 0
+        if stream and not client_usage:  # ask upstream for usage so tokens are counted; the event is dropped again
+            if options is None:
+                raw = bytes(raw[: raw.rindex(b"}")]) + INCLUDE_USAGE  # no re-encoding of a large body
+            else:
+                body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+                raw = orjson.dumps(body)
+        del body  # the bytes are what goes upstream; the parsed copy would double the memory a body holds
+        job = _Request(raw, request.path, stream, client_usage, max_tokens, arrived)
+        return await self._serve(request, job)
+
+    def _too_large(self, length: int | None) -> web.Response:
+        size = f"{length} bytes" if length is not None else "larger than the limit"
+        return self.local_error(
+            413,
+            f"Request body is {size}; this router accepts at most {self.settings.max_body_bytes} bytes.",
+            "request_too_large",
+        )
+
+    async def _serve(self, request: web.Request, job: _Request) -> web.StreamResponse:
+        state = self.state
         spill_turn = state.take_spill_turn()
         tried: set[str] = set()
         attempts = {"pods": 0, "api": 0}
         failure: _BeforeFirstByte | None = None
         while True:
-            target = await self._choose(spill_turn, tried, attempts)
+            try:
+                target = await self._choose(spill_turn, tried, attempts)
+            except QueueFull:
+                return self._no_capacity(f"{self.settings.max_queue} requests already wait for a pod", "queue_full")
             if target is None:
-                if failure is not None and not failure.throttled:
-                    self.metrics.count(m.SELF, m.REJECTED, None, None)
-                    return _error(502, f"upstream failed: {failure}")
-                retry = str(max(1, round(failure.retry_after or 1))) if failure is not None else "1"
-                self.metrics.count(m.SELF, m.REJECTED, None, None)
-                return _error(429, "no capacity to serve this request now", {"Retry-After": retry})
+                return self._give_up(failure)
             try:
                 if target == m.API:
                     attempts["api"] += 1
                     api, key = state.api, self.settings.api_key
                     assert api is not None and key is not None
-                    return await self._forward_api(request, body, client_usage, arrived, api, key)
+                    return await self._forward_api(request, job, api, key)
                 assert isinstance(target, Endpoint)
                 attempts["pods"] += 1
-                tried.add(target.url)
-                return await self._forward_pod(request, body, client_usage, arrived, target)
+                tried.add(target.identity)
+                return await self._forward_pod(request, job, target)
             except _BeforeFirstByte as error:
                 failure = error
                 if error.throttled:
                     state.api_backoff_until = time.monotonic() + (error.retry_after or 1.0)
                 log.info("upstream failed before the first byte (%s); trying elsewhere", error)
 
+    def _give_up(self, failure: _BeforeFirstByte | None) -> web.Response:
+        if failure is None:
+            return self._no_capacity("no capacity to serve this request now", "no_capacity")
+        self.metrics.count(m.SELF, m.REJECTED, None, None)
+        if failure.response is not None:  # the upstream's own answer, sanitised, says most
+            return failure.response
+        if failure.timeout:
+            return self.local_error(504, f"upstream timed out: {failure}", "upstream_timeout")
+        return self.local_error(502, f"upstream failed: {failure}", "upstream_error")
+
+    def _no_capacity(self, message: str, code: str) -> web.Response:
+        self.metrics.count(m.SELF, m.REJECTED, None, None)
+        backoff = self.state.api_backoff_until - time.monotonic()
+        retry = str(max(1, int(backoff + 0.999))) if backoff > 0 else "1"
+        return self.local_error(429, message, code, headers={"Retry-After": retry})
+
     async def _choose(self, spill_turn: bool, tried: set[str], attempts: dict[str, int]) -> Endpoint | str | None:
-        """The next place to try, or None when there is none (the caller answers 429 or 502)."""
-        state = self.state
+        """The next place to try, or None when there is none (the caller answers 429, 502 or 504)."""
+        state, settings = self.state, self.settings
         assert state.policy is not None
-        api_ok = state.api_usable(self.settings.api_key) and attempts["api"] == 0
+        api_ok = state.api_usable(settings.api_key) and attempts["api"] == 0
         if state.policy.mode == PolicyMode.API_ONLY:
-            usable = state.api is not None and self.settings.api_key is not None and attempts["api"] == 0
-            return m.API if usable else None
+            usable = state.api is not None and settings.api_key is not None and attempts["api"] == 0
+            return m.API if usable and time.monotonic() >= state.api_backoff_until else None
         if attempts["pods"] >= 2:  # the first pod and one retry failed: the API is the last resort
             return m.API if api_ok else None
         if api_ok and (spill_turn or not state.endpoints):
             return m.API
-        pod = state.least_loaded(self.settings.max_inflight_per_pod, tried)
+        limit = settings.max_inflight_per_pod
+        pod = state.least_loaded(limit, tried)
         if pod is not None:
             return pod
         if state.endpoints.keys() - tried:  # every pod is at its limit
@@ -167,149 +294,297 @@ class Router:
                 return m.API  # overflow: spill instead of queueing
             if time.monotonic() < state.api_backoff_until or attempts["api"]:
                 return state.least_loaded(None, tried)  # the API pushes back: queue on the pods instead
-            return await self._wait_for_pod(tried)  # SelfHostedOnly or no API: a bounded wait
+            return await state.wait_for_slot(limit, tried, settings.queue_timeout_seconds, settings.max_queue)
         if attempts["pods"] or attempts["api"]:  # everything there is failed already
             return m.API if api_ok else None
-        return await self._wait_for_pod(tried)  # no pod at all and no spill allowed: wait for one
+        # no pod at all and no spill allowed: wait for one
+        return await state.wait_for_slot(limit, tried, settings.queue_timeout_seconds, settings.max_queue)
 
     # ---- forwarding ------------------------------------------------------------------------------------------
 
-    async def _forward_pod(
-        self, request: web.Request, body: dict[str, Any], client_usage: bool, arrived: float, pod: Endpoint
-    ) -> web.StreamResponse:
-        pod.inflight += 1
+    async def _forward_pod(self, request: web.Request, job: _Request, pod: Endpoint) -> web.StreamResponse:
+        self.state.acquire(pod)
         self.metrics.inflight.labels(m.SELF).inc()
         try:
-            return await self._forward(
-                request, f"{pod.url}{request.path}", body, {}, client_usage, arrived, m.SELF, None
-            )
+            return await self._forward(request, job, f"{pod.url}{job.path}", job.raw, {}, m.SELF, None, None)
         finally:
-            pod.inflight -= 1
+            self.state.release(pod)
             self.metrics.inflight.labels(m.SELF).dec()
 
-    async def _forward_api(
-        self, request: web.Request, body: dict[str, Any], client_usage: bool, arrived: float, api: APITarget, key: str
-    ) -> web.StreamResponse:
-        rewritten = {**body, "model": api.model}
-        path = request.path.removeprefix("/v1")
-        headers = {"Authorization": f"Bearer {key}"}
+    async def _forward_api(self, request: web.Request, job: _Request, api: APITarget, key: str) -> web.StreamResponse:
+        body = orjson.loads(job.raw)  # parsed again only here, to rewrite the model; the pod path never pays
+        body["model"] = api.model
+        payload = orjson.dumps(body)
+        del body
+        url = f"{api.base_url.rstrip('/')}{job.path.removeprefix('/v1')}"
         self.metrics.inflight.labels(m.API).inc()
         try:
-            return await self._forward(
-                request, f"{api.base_url.rstrip('/')}{path}", rewritten, headers, client_usage, arrived, m.API, api
-            )
+            return await self._forward(request, job, url, payload, {"Authorization": f"Bearer {key}"}, m.API, api, key)
         finally:
             self.metrics.inflight.labels(m.API).dec()
 
     async def _forward(
         self,
         request: web.Request,
+        job: _Request,
         url: str,
-        body: dict[str, Any],
+        payload: bytes | bytearray,
         headers: dict[str, str],
-        client_usage: bool,
-        arrived: float,
         backend: str,
         api: APITarget | None,
+        secret: str | None,
+    ) -> web.StreamResponse:
+        overhead = time.perf_counter() - job.arrived
+        try:
+            return await self._exchange(request, job, url, payload, headers, backend, api, secret, overhead)
+        except asyncio.CancelledError:  # the client went away (aiohttp cancels its handler): bill what it cost
+            if not job.accounted:
+                job.bill(whole_output=not job.stream)
+                self._account(backend, m.CLIENT_CLOSED, job, api)
+            raise
+
+    async def _exchange(
+        self,
+        request: web.Request,
+        job: _Request,
+        url: str,
+        payload: bytes | bytearray,
+        headers: dict[str, str],
+        backend: str,
+        api: APITarget | None,
+        secret: str | None,
+        overhead: float,
     ) -> web.StreamResponse:
         assert self._session is not None
-        payload = json.dumps(body, separators=(",", ":")).encode()
-        usage = _Usage()
-        overhead = time.perf_counter() - arrived
+        settings = self.settings
         try:
-            upstream_cm = self._session.post(url, data=payload, headers={"Content-Type": "application/json", **headers})
-            upstream = await upstream_cm.__aenter__()
-        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            async with asyncio.timeout(settings.first_byte_timeout_seconds):
+                upstream = await self._session.post(
+                    url,
+                    data=payload,
+                    headers={"Content-Type": wire.JSON, "Accept-Encoding": "identity", **headers},
+                )
+        except TimeoutError:
+            self.metrics.count(backend, m.ERROR, None, None)
+            raise _BeforeFirstByte(
+                f"{backend}: no response in {settings.first_byte_timeout_seconds:g} s", timeout=True
+            ) from None
+        except (aiohttp.ClientError, OSError) as error:
             self.metrics.count(backend, m.ERROR, None, None)
             raise _BeforeFirstByte(f"{backend}: {type(error).__name__}") from None
+        done = False
         try:
-            received = time.perf_counter()
-            if upstream.status == 429 and backend == m.API:
-                await upstream.read()
-                self.metrics.count(backend, m.THROTTLED, None, None)
-                retry = upstream.headers.get("Retry-After")
-                raise _BeforeFirstByte("api: 429", retry_after=float(retry) if retry else 1.0, throttled=True)
-            if upstream.status >= 500:
-                await upstream.read()
-                self.metrics.count(backend, m.ERROR, None, None)
-                raise _BeforeFirstByte(f"{backend}: HTTP {upstream.status}")
-            if upstream.status != 200 or not body.get("stream"):
-                data = await upstream.read()
-                received = time.perf_counter()  # the router's own time starts again once the body is in
-                if upstream.status == 200:
-                    with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError):
-                        usage.read(json.loads(data))
-                response = web.Response(
-                    body=data, status=upstream.status, content_type="application/json", charset="utf-8"
-                )
-                self._account(backend, m.OK if upstream.status == 200 else m.ERROR, usage, api)
-                self.metrics.added_latency.observe(overhead + (time.perf_counter() - received))
-                return response
-            return await self._stream(request, upstream, client_usage, usage, backend, api, overhead, received)
+            response: web.StreamResponse
+            if upstream.status != 200:
+                response = await self._upstream_error(upstream, backend, secret)
+            elif not job.stream:
+                response = await self._whole(upstream, job, backend, api, overhead)
+            else:
+                response = await self._stream(request, upstream, job, backend, api, overhead, secret)
+            done = True
+            return response
         finally:
-            await upstream_cm.__aexit__(None, None, None)
+            if done:
+                upstream.release()
+            else:
+                upstream.close()  # unread or cancelled: close, so the engine sees the client go and stops
+
+    async def _upstream_error(self, upstream: aiohttp.ClientResponse, backend: str, secret: str | None) -> web.Response:
+        """A non-200 answer: its body in OpenAI's shape, key redacted, request id and rate-limit headers kept.
+        A 5xx (or the API's 429) is raised to be tried elsewhere; a 4xx is the client's to see."""
+        status = upstream.status
+        try:
+            async with asyncio.timeout(self.settings.idle_timeout_seconds):
+                data = await upstream.content.read(wire.MAX_ERROR_BODY)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            data = b""
+        headers = wire.passed_headers(upstream.headers, secret)
+        response = web.Response(
+            status=status, body=wire.provider_error(status, data, secret), content_type=wire.JSON, headers=headers
+        )
+        if status == 429 and backend == m.API:
+            self.metrics.count(backend, m.THROTTLED, None, None)
+            retry = wire.retry_after_seconds(upstream.headers.get("Retry-After"), self.settings.backoff_ceiling_seconds)
+            response.headers["Retry-After"] = str(int(retry + 0.999))
+            raise _BeforeFirstByte("api: HTTP 429", retry_after=retry, throttled=True, response=response)
+        self.metrics.count(backend, m.ERROR, None, None)
+        if status >= 500:
+            raise _BeforeFirstByte(f"{backend}: HTTP {status}", response=response)
+        return response
+
+    async def _whole(
+        self, upstream: aiohttp.ClientResponse, job: _Request, backend: str, api: APITarget | None, overhead: float
+    ) -> web.Response:
+        try:
+            async with asyncio.timeout(self.settings.first_byte_timeout_seconds):
+                data = await upstream.read()
+        except TimeoutError:
+            self.metrics.count(backend, m.ERROR, None, None)
+            raise _BeforeFirstByte(f"{backend}: body not complete in time", timeout=True) from None
+        except (aiohttp.ClientError, OSError) as error:
+            self.metrics.count(backend, m.ERROR, None, None)
+            raise _BeforeFirstByte(f"{backend}: {type(error).__name__}") from None
+        received = time.perf_counter()
+        with contextlib.suppress(orjson.JSONDecodeError):
+            job.usage.read(orjson.loads(data))
+        if not job.usage.counted:
+            job.streamed_text = sum(len(text) for text in TEXT_FIELDS.findall(data))
+            job.bill()
+        headers = wire.passed_headers(upstream.headers, None)
+        response = web.Response(body=data, status=200, content_type=wire.JSON, headers=headers)
+        self._account(backend, m.OK, job, api)
+        self.metrics.added_latency.observe(overhead + (time.perf_counter() - received))
+        return response
 
     async def _stream(
         self,
         request: web.Request,
         upstream: aiohttp.ClientResponse,
-        client_usage: bool,
-        usage: _Usage,
+        job: _Request,
         backend: str,
         api: APITarget | None,
         overhead: float,
-        received: float,
+        secret: str | None,
     ) -> web.StreamResponse:
-        lines = upstream.content.__aiter__()
+        settings = self.settings
+        content = upstream.content
         try:
-            first = await lines.__anext__()
-            received = time.perf_counter()  # upstream's time to first token is not the router's
-        except StopAsyncIteration:
+            async with asyncio.timeout(settings.first_byte_timeout_seconds):
+                chunk = await content.readany()
+        except TimeoutError:
             self.metrics.count(backend, m.ERROR, None, None)
-            raise _BeforeFirstByte(f"{backend}: empty stream") from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            raise _BeforeFirstByte(f"{backend}: no first event in time", timeout=True) from None
+        except (aiohttp.ClientError, OSError) as error:
             self.metrics.count(backend, m.ERROR, None, None)
             raise _BeforeFirstByte(f"{backend}: {type(error).__name__}") from None
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        if not chunk:
+            self.metrics.count(backend, m.ERROR, None, None)
+            raise _BeforeFirstByte(f"{backend}: empty stream")
+        received = time.perf_counter()
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                **wire.passed_headers(upstream.headers, secret),
+            }
+        )
         await response.prepare(request)
-        skip_blank = False
-        outcome = m.OK
-        line: bytes | None = first
+        outcome, failure = m.OK, None
+        pending = bytearray()  # the start of an event whose end has not arrived
+        first = True
+        loop = asyncio.get_running_loop()
         try:
-            while line is not None:
-                if skip_blank and line.strip() == b"":
-                    skip_blank = False
-                elif line.startswith(b"data:") and any(marker in line for marker in USAGE_MARKERS):
-                    chunk = json.loads(line[5:])
-                    usage.read(chunk)
-                    if client_usage or chunk.get("choices"):
-                        await response.write(line)
-                    else:
-                        skip_blank = True  # drop the usage-only event the client did not ask for
-                else:
-                    await response.write(line)
-                if line is first:
-                    self.metrics.added_latency.observe(overhead + (time.perf_counter() - received))
-                try:
-                    line = await lines.__anext__()
-                except StopAsyncIteration:
-                    line = None
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError) as error:
+            async with asyncio.timeout(None) as idle:
+                while chunk:
+                    block = b""
+                    if not pending:
+                        end = _event_end(chunk)
+                        if end == len(chunk):
+                            block = chunk
+                        elif end:
+                            block, pending = chunk[:end], bytearray(chunk[end:])
+                        else:
+                            pending = bytearray(chunk)
+                    else:  # look for the boundary only in what is new (and the 3 bytes before it)
+                        head = bytes(pending[-3:])
+                        end = _event_end(head + chunk)
+                        if end:
+                            pending += chunk[: end - len(head)]
+                            block, pending = bytes(pending), bytearray(chunk[end - len(head) :])
+                        else:
+                            pending += chunk
+                    if len(pending) > settings.max_event_bytes:
+                        failure = (f"upstream event over {settings.max_event_bytes} bytes", "event_too_large")
+                        break
+                    if block:
+                        await self._pass(response, block, job)
+                        if first:
+                            first = False
+                            self.metrics.added_latency.observe(overhead + (time.perf_counter() - received))
+                    idle.reschedule(loop.time() + settings.idle_timeout_seconds)
+                    chunk = await content.readany()
+                if pending and failure is None:  # a last event without its blank line
+                    await self._pass(response, bytes(pending), job)
+        except _ClientGone:
+            job.bill()
+            self._account(backend, m.CLIENT_CLOSED, job, api)
+            return response
+        except TimeoutError:
+            failure = (f"upstream sent nothing for {settings.idle_timeout_seconds:g} s", "upstream_timeout")
+        except (aiohttp.ClientError, OSError) as error:
+            failure = (f"upstream failed mid-stream ({type(error).__name__})", "upstream_error")
+        if failure is not None:
             outcome = m.ERROR  # bytes already went out: report, never retry (the client would see text twice)
-            message = {"error": {"message": f"upstream failed mid-stream ({type(error).__name__})", "code": 502}}
             try:
-                await response.write(b"data: " + json.dumps(message).encode() + b"\n\n")
-            except (ConnectionResetError, RuntimeError):
+                await response.write(wire.error_event(*failure))
+            except ConnectionResetError:
                 outcome = m.CLIENT_CLOSED
-        except (ConnectionResetError, asyncio.CancelledError):
-            self._account(backend, m.CLIENT_CLOSED, usage, api)
-            raise
-        self._account(backend, outcome, usage, api)
-        with contextlib.suppress(ConnectionResetError, RuntimeError):
+        job.bill()
+        self._account(backend, outcome, job, api)
+        with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
 
-    def _account(self, backend: str, outcome: str, usage: _Usage, api: APITarget | None) -> None:
+    async def _pass(self, response: web.StreamResponse, block: bytes, job: _Request) -> None:
+        """Complete events to the client as they came; only events with a usage object are parsed."""
+        if USAGE_KEY in block:
+            block = self._usage_events(block, job)
+        if not job.usage.counted:
+            job.streamed_text += sum(len(text) for text in TEXT_FIELDS.findall(block))
+        if block:
+            try:
+                await response.write(block)
+            except ConnectionResetError:
+                raise _ClientGone from None
+
+    def _usage_events(self, block: bytes, job: _Request) -> bytes:
+        """Read usage from the events that carry it; drop a usage-only event the client did not ask for."""
+        events = block.split(b"\n\n") if b"\r\n" not in block else block.replace(b"\r\n", b"\n").split(b"\n\n")
+        kept = []
+        for event in events:
+            if any(marker in event for marker in USAGE_MARKERS):
+                try:
+                    chunk = orjson.loads(_payload_of(event))
+                except orjson.JSONDecodeError:
+                    chunk = None
+                if isinstance(chunk, dict):
+                    job.usage.read(chunk)
+                    if not job.client_usage and not chunk.get("choices"):
+                        continue
+            kept.append(event)
+        return b"\n\n".join(kept)
+
+    def _account(self, backend: str, outcome: str, job: _Request, api: APITarget | None) -> None:
+        job.accounted = True
+        usage = job.usage
         self.metrics.count(backend, outcome, usage.prompt, usage.completion)
-        if api is not None and usage.prompt is not None:
+        if api is not None:
             self.metrics.spend(api_cost(api, usage))
+
+
+async def _read_body(request: web.Request, length: int | None, cap: int) -> bytearray:
+    """The body, held once: into a buffer of the announced size, or grown up to the cap (chunked uploads)."""
+    content = request.content
+    if length is not None:
+        buffer = bytearray(length)
+        view = memoryview(buffer)
+        filled = 0
+        while filled < length:
+            chunk = await content.readany()
+            if not chunk:
+                break
+            if filled + len(chunk) > length:
+                raise _TooLarge
+            view[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+        view.release()
+        del buffer[filled:]
+        return buffer
+    grown = bytearray()
+    while True:
+        chunk = await content.readany()
+        if not chunk:
+            return grown
+        grown += chunk
+        if len(grown) > cap:
+            raise _TooLarge

@@ -1,12 +1,16 @@
 """What the router knows: the routing policy (from the InferenceDeployment) and the engine endpoints.
 
-Discovery (Kubernetes watches, or static flags) writes it; the request path only reads it. Everything here is
-touched from the event loop only.
+Discovery (Kubernetes watches, or static flags) writes it; the request path only reads it, apart from in-flight
+counts and the queue of requests waiting for a pod slot. Everything here is touched from the event loop only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -30,33 +34,110 @@ class Policy:
 
 @dataclass
 class Endpoint:
-    """One Ready engine pod. `inflight` counts requests this router has open on it."""
+    """One engine pod. `inflight` counts requests this router has open on it.
+
+    Keyed by the pod's identity (the EndpointSlice's targetRef uid or name; the URL in static mode), not its URL,
+    so a pod that flaps out of readiness and back keeps its count and never gets twice its limit.
+    """
 
     url: str  # http://10.1.2.3:8000
     inflight: int = 0
+    identity: str = ""
+
+    def __post_init__(self) -> None:
+        self.identity = self.identity or self.url
+
+
+class QueueFull(Exception):
+    """Too many requests already wait for a pod slot."""
 
 
 @dataclass
 class RouterState:
     policy: Policy | None = None  # None until the first read of the resource: not ready
     api: APITarget | None = None
-    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)  # Ready pods, by identity
     served_model: str | None = None  # what /v1/models lists: the model name clients use
+    model_created: int = 0  # Unix time for /v1/models (the resource's creation); 0: the router's start
     api_backoff_until: float = 0.0  # monotonic time before which the API is not tried (after its 429)
     draining: bool = False
     _credit: Decimal = Decimal(0)
+    _leaving: dict[str, Endpoint] = field(default_factory=dict)  # not Ready, requests still open on them
+    _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
     @property
     def ready(self) -> bool:
         return self.policy is not None and not self.draining
 
-    def set_endpoints(self, urls: set[str]) -> None:
-        """Pods that left get no new requests; their open requests finish on their own connections."""
-        for url in list(self.endpoints):
-            if url not in urls:
-                del self.endpoints[url]
-        for url in urls:
-            self.endpoints.setdefault(url, Endpoint(url))
+    def set_endpoints(self, pods: Mapping[str, str] | Iterable[str]) -> None:
+        """Ready pods ({identity: url}, or URLs that are their own identity). Pods that left get no new requests;
+        their open requests finish on their own connections, and their count is kept until then."""
+        ready = dict(pods) if isinstance(pods, Mapping) else {url: url for url in pods}
+        for identity in list(self.endpoints):
+            if identity not in ready:
+                endpoint = self.endpoints.pop(identity)
+                if endpoint.inflight > 0:
+                    self._leaving[identity] = endpoint
+        for identity, url in ready.items():
+            endpoint = self.endpoints.get(identity) or self._leaving.pop(identity, None) or Endpoint(url, 0, identity)
+            endpoint.url = url
+            self.endpoints[identity] = endpoint
+        self._wake(len(self._waiters))  # new pods may have room for everyone waiting
+
+    def acquire(self, endpoint: Endpoint) -> None:
+        endpoint.inflight += 1
+
+    def release(self, endpoint: Endpoint) -> None:
+        """A request on `endpoint` finished: its slot goes to the longest waiting request, if any."""
+        endpoint.inflight -= 1
+        if endpoint.inflight <= 0 and self._leaving.get(endpoint.identity) is endpoint:
+            del self._leaving[endpoint.identity]
+        self._wake(1)
+
+    def _wake(self, count: int) -> None:
+        while count > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+    async def wait_for_slot(self, limit: int, exclude: set[str], timeout: float, max_queue: int) -> Endpoint | None:
+        """A pod under `limit`, waiting (woken by releases and new pods, no polling) up to `timeout` seconds; None
+        when none freed in time. Raises QueueFull when `max_queue` requests already wait."""
+        pod = self.least_loaded(limit, exclude)
+        if pod is not None:
+            return pod
+        if len(self._waiters) >= max_queue:
+            raise QueueFull
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        first = True
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            waiter: asyncio.Future[None] = loop.create_future()
+            if first:
+                self._waiters.append(waiter)
+            else:
+                self._waiters.appendleft(waiter)  # woken but beaten to the slot: keep the place in line
+            first = False
+            handle = loop.call_at(deadline, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                handle.cancel()
+                if not waiter.done():
+                    waiter.cancel()
+                with contextlib.suppress(ValueError):  # already taken off by _wake
+                    self._waiters.remove(waiter)
+            pod = self.least_loaded(limit, exclude)
+            if pod is not None:
+                return pod
 
     def api_usable(self, api_key: str | None) -> bool:
         return (
@@ -81,8 +162,13 @@ class RouterState:
         """Least outstanding requests among pods under `limit` (None: no limit)."""
         best: Endpoint | None = None
         for endpoint in self.endpoints.values():
-            if endpoint.url in exclude or (limit is not None and endpoint.inflight >= limit):
+            if endpoint.identity in exclude or (limit is not None and endpoint.inflight >= limit):
                 continue
             if best is None or endpoint.inflight < best.inflight:
                 best = endpoint
         return best
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
