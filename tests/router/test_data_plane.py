@@ -18,7 +18,7 @@ import pytest_asyncio
 from aiohttp import ClientSession, ClientTimeout, web
 from aiohttp.test_utils import TestServer
 
-from crossover.router import metrics as m
+from crossover.contracts import ROUTER_LOCAL_ERRORS, total
 from crossover.router.discovery import endpoints_of
 from crossover.router.state import RouterState
 from tests.router.test_router import KEY, Setup, base, chat, serve
@@ -367,7 +367,7 @@ async def test_every_router_error_is_openais_shape_and_counted(
     assert_openai_error(got, body, headers)
     if status < 500 and case not in ("unknown-path", "wrong-method"):
         counted = sum(
-            setup.value(f"{m.LOCAL_ERRORS}_total", status=str(status), code=code)
+            setup.value(total(ROUTER_LOCAL_ERRORS), status=str(status), code=code)
             for code in (body["error"]["code"] or "",)
         )
         assert counted == 1
