@@ -69,6 +69,17 @@ def labels(name: str, component: Component) -> dict[str, str]:
     }
 
 
+def prometheus_label(label: str) -> str:
+    """A pod label as Prometheus names it on scraped series: kubernetes_sd's `__meta_kubernetes_pod_label_*` (with a
+    labelmap) and a PodMonitor's podTargetLabels both replace every character outside [a-zA-Z0-9_] with `_`."""
+    return "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in label)
+
+
+# the labels the operator's Prometheus queries group and select by: the pod's namespace and the two labels above
+PROMETHEUS_NAMESPACE_LABEL = "namespace"
+PROMETHEUS_INSTANCE_LABEL = prometheus_label(INSTANCE_LABEL)  # crossover_dev_inference_deployment
+PROMETHEUS_COMPONENT_LABEL = prometheus_label(COMPONENT_LABEL)  # app_kubernetes_io_component
+
 # ---- environment variables ---------------------------------------------------------------------------------------
 
 ENV_API_KEY = "CROSSOVER_API_KEY"  # the router's API key, from the provider Secret; never logged
@@ -151,6 +162,9 @@ __all__ = [
     "KIND",
     "OUTCOME_LABEL",
     "PLURAL",
+    "PROMETHEUS_COMPONENT_LABEL",
+    "PROMETHEUS_INSTANCE_LABEL",
+    "PROMETHEUS_NAMESPACE_LABEL",
     "ROUTER_ADDED_LATENCY",
     "ROUTER_API_SPEND",
     "ROUTER_INFLIGHT",
@@ -169,6 +183,7 @@ __all__ = [
     "PolicyMode",
     "engine_name",
     "labels",
+    "prometheus_label",
     "router_name",
     "selector",
     "selector_string",

@@ -69,7 +69,9 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
         settings.networking.request_timeout = 30
         api = load_kube_config()
         memo.cluster = KubernetesCluster(api)
-        memo.metrics = PrometheusMetrics(cfg.prometheus_url, rate_window_seconds=cfg.rate_window_seconds)
+        memo.metrics = PrometheusMetrics(
+            cfg.prometheus_url, rate_window_seconds=cfg.rate_window_seconds, round_seconds=cfg.interval_seconds
+        )
         if serve_metrics:
             serve(cfg.metrics_listen)
         log.info("crossover operator: Prometheus %s, every %ss", cfg.prometheus_url, cfg.interval_seconds)

@@ -1,17 +1,29 @@
-"""The Metrics port on Prometheus (prometheus-api-client): demand, API spend and engine signals.
+"""The Metrics port on Prometheus (prometheus-api-client): one round of queries per interval for every resource.
 
-Series are selected by the `namespace` and `pod` labels that Prometheus attaches from the scrape target
-(kube-prometheus PodMonitors and the lab's file-based discovery both do): router pods are `<name>-router-*`,
-engine pods `<name>-engine-*`. Demand comes from the router, before it splits traffic; the engine's own
-counters are the fallback when no router series exist. No series, or no Prometheus, means unknown demand.
+Why a round: asking Prometheus six to eight queries per reconcile is over 200 queries a second at 1,000 resources
+and a 30 s interval. Instead each term (router token rates, spend, throttling, engine token rates, signals) is asked
+once per round for all resources, grouped by the labels the operator sets on its pods as Prometheus sees them
+(`namespace`, `crossover_dev_inference_deployment`, `app_kubernetes_io_component`: a PodMonitor's podTargetLabels
+and a kubernetes_sd labelmap both sanitise `crossover.dev/inference-deployment` this way). The terms of one family
+travel as one PromQL query (`or` of the terms, each tagged with a `crossover_series` label), so a round is a fixed
+number of queries whatever the number of resources. Each reconcile reads its slice of the latest round.
+
+Selection is by those exact labels, never by pod-name prefixes (a resource `llama` must not count the pods of a
+resource `llama-router`). Demand comes from the router, before it splits traffic; the engine's own counters are the
+fallback when no router series exist. Unknown is never zero: no series, no Prometheus, a failed round, and a rate
+that is empty (fewer than two samples in the window), NaN or infinite all make demand unknown, with the reason.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -24,19 +36,30 @@ from crossover.contracts import (
     BACKEND_LABEL,
     DIRECTION_LABEL,
     OUTCOME_LABEL,
+    PROMETHEUS_COMPONENT_LABEL,
+    PROMETHEUS_INSTANCE_LABEL,
+    PROMETHEUS_NAMESPACE_LABEL,
     ROUTER_API_SPEND,
     ROUTER_REQUESTS,
     ROUTER_TOKENS,
     Backend,
+    Component,
     Direction,
     Outcome,
-    engine_name,
-    router_name,
     total,
 )
 from crossover.reconcile.ports import MetricsReading
 
 log = logging.getLogger(__name__)
+
+NAMESPACE = PROMETHEUS_NAMESPACE_LABEL
+INSTANCE = PROMETHEUS_INSTANCE_LABEL
+COMPONENT = PROMETHEUS_COMPONENT_LABEL
+SERIES = "crossover_series"  # added by the round's queries: which term a sample answers
+DIRECTION = DIRECTION_LABEL
+INPUT, OUTPUT = Direction.INPUT.value, Direction.OUTPUT.value
+TOKENS = total(ROUTER_TOKENS)
+RETRY_FAILED_ROUND_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -66,88 +89,209 @@ ENGINE_METRICS: dict[EngineKind, EngineMetricNames] = {
 }
 
 
+@dataclass(frozen=True)
+class Term:
+    """One PromQL expression asked for every resource at once; `key` names it in a resource's slice."""
+
+    key: str
+    expr: str
+    by: tuple[str, ...] = ()  # grouping labels beyond namespace and instance, kept in the slice key
+
+
+Key = tuple[str, str]  # (namespace, InferenceDeployment name)
+Slice = Mapping[str, Decimal]  # term key (with its extra labels, e.g. "router.rate/input") -> value, maybe NaN
+
+
+@dataclass(frozen=True)
+class Round:
+    """One answer from Prometheus for every resource; `error` set means the whole round is unknown."""
+
+    taken: float  # monotonic clock
+    slices: dict[Key, dict[str, Decimal]] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _names(pick: Callable[[EngineMetricNames], str | None]) -> str:
+    return "|".join(sorted({n for names in ENGINE_METRICS.values() if (n := pick(names))}))
+
+
+def _sel(component: Component) -> str:
+    return f'{COMPONENT}="{component.value}",{INSTANCE}!=""'
+
+
+def _by(*extra: str) -> str:
+    return ", ".join((NAMESPACE, INSTANCE, *extra))
+
+
+def families(window: str, month_seconds: int) -> dict[str, list[Term]]:
+    """The round's queries: each family one PromQL query, its terms tagged by `crossover_series`."""
+    router = _sel(Component.ROUTER)
+    engine = _sel(Component.ENGINE)
+
+    def engine_names(pick: Callable[[EngineMetricNames], str | None]) -> str:
+        return f'{{__name__=~"{_names(pick)}",{engine}}}'
+
+    demand = [
+        Term("router.seen", f"max by ({_by(DIRECTION)}) (timestamp({TOKENS}{{{router}}}))", (DIRECTION,)),
+        Term("router.rate", f"sum by ({_by(DIRECTION)}) (rate({TOKENS}{{{router}}}[{window}]))", (DIRECTION,)),
+        Term(
+            "spend",
+            f"sum by ({_by()}) (increase({total(ROUTER_API_SPEND)}{{{router}}}[{month_seconds}s]))",
+        ),
+        Term(
+            "throttled",
+            f'sum by ({_by()}) (increase({total(ROUTER_REQUESTS)}{{{router},{BACKEND_LABEL}="{Backend.API}",'
+            f'{OUTCOME_LABEL}="{Outcome.THROTTLED}"}}[{window}]))',
+        ),
+    ]
+    for direction, pick in ((INPUT, _prompt), (OUTPUT, _generation)):
+        demand += [
+            Term(f"engine.seen/{direction}", f"max by ({_by()}) (timestamp({engine_names(pick)}))"),
+            Term(f"engine.rate/{direction}", f"sum by ({_by()}) (rate({engine_names(pick)}[{window}]))"),
+        ]
+    signals = [
+        Term("gpuUtilization", f"avg by ({_by()}) (DCGM_FI_DEV_GPU_UTIL{{{engine}}})"),
+        Term("requestsWaiting", f"sum by ({_by()}) ({engine_names(lambda n: n.waiting)})"),
+        Term("kvCacheUsage", f"avg by ({_by()}) ({engine_names(lambda n: n.kv_cache)})"),
+        Term(
+            "ttftP95Seconds",
+            f"histogram_quantile(0.95, sum by ({_by('le')}) (rate({engine_names(lambda n: n.ttft_bucket)}[{window}])))",
+        ),
+    ]
+    return {"demand": demand, "signals": signals}
+
+
+def _prompt(names: EngineMetricNames) -> str:
+    return names.prompt_tokens
+
+
+def _generation(names: EngineMetricNames) -> str:
+    return names.generation_tokens
+
+
+def promql(terms: Iterable[Term]) -> str:
+    """One query for several terms: each tagged with its key, joined by `or` (tags keep their label sets apart)."""
+    return " or ".join(f'label_replace({t.expr}, "{SERIES}", "{t.key}", "", "")' for t in terms)
+
+
+def parse(terms: Iterable[Term], result: Iterable[Mapping[str, Any]]) -> dict[Key, dict[str, Decimal]]:
+    """Prometheus' vector result -> per-resource slices. Values that are not numbers become NaN (unknown)."""
+    extra = {t.key: t.by for t in terms}
+    slices: dict[Key, dict[str, Decimal]] = {}
+    for sample in result:
+        labels = sample.get("metric") or {}
+        key = labels.get(SERIES)
+        namespace, name = labels.get(NAMESPACE), labels.get(INSTANCE)
+        if key not in extra or not namespace or not name:
+            continue
+        suffix = "".join(f"/{labels.get(label, '')}" for label in extra[key])
+        slices.setdefault((namespace, name), {})[f"{key}{suffix}"] = _number(sample.get("value"))
+    return slices
+
+
+def _number(value: object) -> Decimal:
+    try:
+        return Decimal(str(value[1]))  # type: ignore[index]
+    except (InvalidOperation, TypeError, IndexError, KeyError):
+        return Decimal("NaN")
+
+
+def reading(values: Slice, kind: EngineKind, window: str) -> MetricsReading:
+    """One resource's MetricsReading from its slice of a round (pure: property-tested)."""
+    names = ENGINE_METRICS[kind]
+    demand, observed, problem = _demand(values, "router", (TOKENS, TOKENS), window)
+    if demand is None and problem is None:
+        metrics = (names.prompt_tokens, names.generation_tokens)
+        demand, observed, problem = _demand(values, "engine", metrics, window)
+    if demand is None:
+        return MetricsReading(None, None, error=problem or "no router or engine series in Prometheus")
+    spend = values.get("spend")
+    throttled = values.get("throttled")
+    return MetricsReading(
+        demand=demand,
+        observed_at=observed,
+        api_spend_this_month=spend if spend is not None and spend.is_finite() and spend >= 0 else None,
+        api_throttled=throttled is not None and throttled.is_finite() and throttled > 0,
+        signals={
+            k: v
+            for k in ("gpuUtilization", "requestsWaiting", "kvCacheUsage", "ttftP95Seconds")
+            if (v := values.get(k)) is not None and v.is_finite()
+        },
+    )
+
+
+def _demand(
+    values: Slice, source: str, metrics: tuple[str, str], window: str
+) -> tuple[Demand | None, datetime | None, str | None]:
+    """Token rates of one source; (None, None, None) if it has no series, (None, None, why) if it is unknown."""
+    seen = {d: values.get(f"{source}.seen/{d}") for d in (INPUT, OUTPUT)}
+    stamps = [s for s in seen.values() if s is not None and s.is_finite()]
+    if not stamps:
+        return None, None, None
+    rates: dict[str, Decimal] = {}
+    for direction, metric in zip((INPUT, OUTPUT), metrics, strict=True):
+        rate = values.get(f"{source}.rate/{direction}")
+        if seen[direction] is None:
+            rates[direction] = Decimal(0)  # the other direction is counted, this one never was (lazy counters)
+        elif rate is None:
+            return None, None, f"{metric} ({direction}) has fewer than two samples in the {window} rate window"
+        elif not rate.is_finite() or rate < 0:
+            return None, None, f"rate of {metric} ({direction}) is {rate}"
+        else:
+            rates[direction] = rate
+    return Demand(rates[INPUT], rates[OUTPUT]), datetime.fromtimestamp(float(max(stamps)), tz=UTC), None
+
+
 class PrometheusMetrics:
-    def __init__(self, url: str, rate_window_seconds: int = 120, timeout_seconds: int = 5) -> None:
+    """Reads each resource's slice of the latest round; a round older than `round_seconds` is asked again once
+    (by whichever reconcile needs it first; the others wait for it rather than ask too)."""
+
+    def __init__(
+        self,
+        url: str,
+        rate_window_seconds: int = 120,
+        timeout_seconds: int = 10,
+        round_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._prom = PrometheusConnect(
             url=url, disable_ssl=True, timeout=timeout_seconds, retry=Retry(total=0, connect=0, read=0)
         )
         self._window = f"{rate_window_seconds}s"
+        self._round_seconds = round_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._round: Round | None = None
+        self.rounds = 0  # rounds asked (for the operator's own metrics and tests)
 
     def read(self, namespace: str, name: str, spec: InferenceDeploymentSpec, now: datetime) -> MetricsReading:
-        router = f'namespace="{namespace}",pod=~"{router_name(name)}-.+"'
-        engine = f'namespace="{namespace}",pod=~"{engine_name(name)}-.+"'
-        names = ENGINE_METRICS[spec.engine.kind]
+        current = self.round(now)
+        if current.error is not None:
+            return MetricsReading(None, None, error=current.error)
+        return reading(current.slices.get((namespace, name), {}), spec.engine.kind, self._window)
+
+    def round(self, now: datetime) -> Round:
+        with self._lock:
+            current = self._round
+            if current is not None:
+                age = self._clock() - current.taken
+                if age < (self._round_seconds if current.error is None else RETRY_FAILED_ROUND_SECONDS):
+                    return current
+            self._round = self._ask(now)
+            self.rounds += 1
+            return self._round
+
+    def _ask(self, now: datetime) -> Round:
+        taken = self._clock()
+        slices: dict[Key, dict[str, Decimal]] = {}
         try:
-            demand, observed_at = self._router_demand(router)
-            if demand is None:
-                demand, observed_at = self._engine_demand(engine, names)
-            if demand is None:
-                return MetricsReading(None, None, error="no router or engine series in Prometheus")
-            spend = self._scalar(f"sum(increase({total(ROUTER_API_SPEND)}{{{router}}}[{_month_so_far(now)}s]))")
-            throttled = self._scalar(
-                f'sum(increase({total(ROUTER_REQUESTS)}{{{router},{BACKEND_LABEL}="{Backend.API}",'
-                f'{OUTCOME_LABEL}="{Outcome.THROTTLED}"}}[{self._window}]))'
-            )
-            signals = self._signals(engine, names)
+            for terms in families(self._window, _month_so_far(now)).values():
+                for key, values in parse(terms, self._prom.custom_query(promql(terms))).items():
+                    slices.setdefault(key, {}).update(values)
         except (requests.RequestException, PrometheusApiClientException, ValueError) as error:
-            log.warning("Prometheus query failed: %s", type(error).__name__)
-            return MetricsReading(None, None, error=f"Prometheus unreachable or failing ({type(error).__name__})")
-        return MetricsReading(
-            demand=demand,
-            observed_at=observed_at,
-            api_spend_this_month=spend,
-            api_throttled=throttled is not None and throttled > 0,
-            signals=signals,
-        )
-
-    def _router_demand(self, router: str) -> tuple[Demand | None, datetime | None]:
-        seen = self._scalar(f"max(timestamp({total(ROUTER_TOKENS)}{{{router}}}))")
-        if seen is None:
-            return None, None
-        tokens = f'rate({total(ROUTER_TOKENS)}{{{router},{DIRECTION_LABEL}="%s"}}[{self._window}])'
-        inp = self._scalar(f"sum({tokens % Direction.INPUT})") or Decimal(0)
-        out = self._scalar(f"sum({tokens % Direction.OUTPUT})") or Decimal(0)
-        return Demand(inp, out), _time(seen)
-
-    def _engine_demand(self, engine: str, names: EngineMetricNames) -> tuple[Demand | None, datetime | None]:
-        seen = self._scalar(f"max(timestamp({names.generation_tokens}{{{engine}}}))")
-        if seen is None:
-            return None, None
-        inp = self._scalar(f"sum(rate({names.prompt_tokens}{{{engine}}}[{self._window}]))") or Decimal(0)
-        out = self._scalar(f"sum(rate({names.generation_tokens}{{{engine}}}[{self._window}]))") or Decimal(0)
-        return Demand(inp, out), _time(seen)
-
-    def _signals(self, engine: str, names: EngineMetricNames) -> dict[str, Decimal]:
-        queries = {"gpuUtilization": f"avg(DCGM_FI_DEV_GPU_UTIL{{{engine}}})"}
-        if names.waiting:
-            queries["requestsWaiting"] = f"sum({names.waiting}{{{engine}}})"
-        if names.kv_cache:
-            queries["kvCacheUsage"] = f"avg({names.kv_cache}{{{engine}}})"
-        if names.ttft_bucket:
-            queries["ttftP95Seconds"] = (
-                f"histogram_quantile(0.95, sum by (le) (rate({names.ttft_bucket}{{{engine}}}[{self._window}])))"
-            )
-        out: dict[str, Decimal] = {}
-        for key, query in queries.items():
-            value = self._scalar(query)
-            if value is not None:
-                out[key] = value
-        return out
-
-    def _scalar(self, query: str) -> Decimal | None:
-        """First sample of an instant query as a Decimal; None for no data or NaN."""
-        result = self._prom.custom_query(query)
-        if not result:
-            return None
-        try:
-            value = Decimal(str(result[0]["value"][1]))
-        except (InvalidOperation, KeyError, IndexError):
-            return None
-        return value if value.is_finite() else None
-
-
-def _time(unix_seconds: Decimal) -> datetime:
-    return datetime.fromtimestamp(float(unix_seconds), tz=UTC)
+            log.warning("Prometheus round failed: %s", type(error).__name__)
+            return Round(taken, error=f"Prometheus unreachable or failing ({type(error).__name__})")
+        return Round(taken, slices)
 
 
 def _month_so_far(now: datetime) -> int:

@@ -38,7 +38,7 @@ import aiohttp
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from crossover.contracts import ENV_ADDRESS_MAP, GROUP, INSTANCE_LABEL, PLURAL, VERSION
+from crossover.contracts import ENV_ADDRESS_MAP, GROUP, INSTANCE_LABEL, PLURAL, VERSION, prometheus_label
 from crossover.lab import prometheus
 from crossover.lab.config import ADDRESS_MAP, LabConfig, local_address
 from crossover.lab.control_plane import write_kubeconfig
@@ -203,7 +203,7 @@ class Harness:
         for flag, value in sizing.items():
             argv += [f"--{flag}", value]
         proc.process = await self._spawn(proc, argv, dict(os.environ))
-        proc.target = prometheus.Target(f"{proc.local}:{port}", proc.namespace, proc.name)
+        proc.target = prometheus.Target(f"{proc.local}:{port}", proc.namespace, proc.name, labels=_target_labels(pod))
 
     def _vllm_sizing(self, pod: dict[str, Any]) -> dict[str, str]:
         """Emulator capacity: the InferenceDeployment's own figures, so the lab engine is as fast as the spec says."""
@@ -255,7 +255,9 @@ class Harness:
                     break
         if port is not None:
             path = annotations.get("prometheus.io/path", "/metrics")
-            proc.target = prometheus.Target(f"{proc.local}:{port}", proc.namespace, proc.name, path)
+            proc.target = prometheus.Target(
+                f"{proc.local}:{port}", proc.namespace, proc.name, path, labels=_target_labels(pod)
+            )
 
     def _service_account_token(self, namespace: str, spec: dict[str, Any]) -> str:
         account = spec.get("serviceAccountName") or "default"
@@ -384,3 +386,8 @@ def main(cfg: LabConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(Harness(cfg).run())
     return 0
+
+
+def _target_labels(pod: dict[str, Any]) -> dict[str, str]:
+    """The pod's labels as scrape-target labels, sanitised as a PodMonitor's podTargetLabels would be."""
+    return {prometheus_label(k): str(v) for k, v in ((pod["metadata"].get("labels") or {}).items())}

@@ -1,7 +1,8 @@
 """Debian's Prometheus on 127.0.0.1, scraping whatever the pod harness lists in a file_sd targets file.
 
-Targets carry `namespace` and `pod` labels, as a kube-prometheus PodMonitor would attach, so the operator's queries
-are the same in the lab and in production.
+Targets carry `namespace` and `pod` labels and the pod's own labels with Prometheus' sanitised names
+(`crossover.dev/inference-deployment` -> `crossover_dev_inference_deployment`), as a PodMonitor with podTargetLabels or
+a kubernetes_sd labelmap would attach, so the operator's queries are the same in the lab and in production.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -31,6 +32,7 @@ class Target:
     namespace: str
     pod: str
     path: str = "/metrics"
+    labels: dict[str, str] = field(default_factory=dict)  # the pod's labels, names as Prometheus sanitises them
 
 
 def binary() -> str:
@@ -60,7 +62,7 @@ def write_targets(cfg: LabConfig, targets: Iterable[Target]) -> None:
     groups = [
         {
             "targets": [t.address],
-            "labels": {"namespace": t.namespace, "pod": t.pod, "__metrics_path__": t.path},
+            "labels": {**t.labels, "namespace": t.namespace, "pod": t.pod, "__metrics_path__": t.path},
         }
         for t in sorted(targets, key=lambda t: (t.namespace, t.pod, t.address))
     ]
