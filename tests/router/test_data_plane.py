@@ -591,16 +591,27 @@ def test_the_default_cap_is_sized_to_the_pod(tmp_path: Any) -> None:
 
 
 async def test_the_queue_is_bounded_and_a_freed_slot_wakes_the_next(setup: Setup, http: ClientSession) -> None:
-    setup.state.set_endpoints({await setup.engine(decode_tokens_per_s=50)})
+    gate = asyncio.Event()
+
+    async def held(_: web.Request) -> web.StreamResponse:
+        await gate.wait()
+        return web.json_response(completion("done", USAGE))
+
+    setup.state.set_endpoints({await Peer(held).start(setup)})
     url = await setup.start(mode="SelfHostedOnly", max_inflight_per_pod=1, max_queue=2, queue_timeout_seconds=30)
-    tasks = [asyncio.ensure_future(request_raw(http, "POST", f"{url}/v1/chat/completions", json=chat(5)))]
-    await asyncio.sleep(0.05)
-    tasks += [asyncio.ensure_future(request_raw(http, "POST", f"{url}/v1/chat/completions", json=chat(5)))
-              for _ in range(2)]  # fmt: skip
-    await asyncio.sleep(0.05)
-    assert setup.state.queued == 2
-    status, body, headers = await request_raw(http, "POST", f"{url}/v1/chat/completions", json=chat(5))
+
+    def send() -> asyncio.Future[tuple[int, Any, Any]]:
+        return asyncio.ensure_future(request_raw(http, "POST", f"{url}/v1/chat/completions", json=chat()))
+
+    tasks = [send()]
+    while not setup.state.endpoints or next(iter(setup.state.endpoints.values())).inflight < 1:
+        await asyncio.sleep(0.01)
+    tasks += [send(), send()]
+    while setup.state.queued < 2:
+        await asyncio.sleep(0.01)
+    status, body, headers = await request_raw(http, "POST", f"{url}/v1/chat/completions", json=chat())
     assert status == 429 and body["error"]["code"] == "queue_full" and int(headers["Retry-After"]) >= 1
+    gate.set()
     results = await asyncio.gather(*tasks)
     assert [r[0] for r in results] == [200, 200, 200]  # each woken when the one before finished, well before 30 s
     assert setup.state.queued == 0
@@ -704,3 +715,74 @@ async def test_an_abandoned_paid_request_is_billed_its_prompt_and_max_tokens(set
         setup.value("crossover_router_tokens_total", direction="output", backend="api", outcome="client_closed") == 50
     )
     assert setup.value("crossover_router_tokens_total", direction="input", backend="api", outcome="client_closed") > 0
+
+
+# ---- 11: drain through a preStop window, as the real process does it -------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_sigterm_fails_readiness_keeps_listening_then_finishes_in_flight(
+    setup: Setup, http: ClientSession, tmp_path: Any
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    engine = await setup.engine(decode_tokens_per_s=20)
+    manifest = yaml.safe_load((Path(__file__).parents[2] / "examples" / "llama-8b-h100-vs-haiku.yaml").read_text())
+    manifest["spec"]["model"]["servedName"] = "llama"
+    spec = tmp_path / "infd.yaml"
+    spec.write_text(yaml.safe_dump(manifest))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "crossover.cli", "router", "--spec-file", str(spec), "--engine-url", engine,
+            "--listen", f"127.0.0.1:{port}", "--mode", "SelfHostedOnly", "--drain-delay-seconds", "1.5",
+            "--drain-seconds", "20"]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            try:
+                async with http.get(f"{url}/readyz") as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            await asyncio.sleep(0.05)
+        in_flight = asyncio.ensure_future(
+            request_raw_stream(http, f"{url}/v1/chat/completions", chat(max_tokens=60, stream=True))
+        )
+        await asyncio.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        async with http.get(f"{url}/readyz") as response:
+            assert response.status == 503  # readiness fails first...
+        async with ClientSession() as fresh:  # ...while a new connection is still served (endpoints propagate)
+            status, body, _ = await request_raw(fresh, "POST", f"{url}/v1/chat/completions", json=chat(max_tokens=2))
+        assert status == 200 and body["usage"]["completion_tokens"] == 2
+        await asyncio.sleep(2.0)
+        with pytest.raises(OSError):  # after the window the listener is closed
+            async with ClientSession() as fresh, fresh.get(f"{url}/healthz") as response:
+                await response.read()
+        text = await in_flight  # and the request in flight finished whole
+        assert text.rstrip().endswith("data: [DONE]") and text.count('"content"') >= 2
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def request_raw_stream(http: ClientSession, url: str, body: dict[str, Any]) -> str:
+    async with http.post(url, json=body) as response:
+        assert response.status == 200
+        return (await response.read()).decode()

@@ -143,6 +143,7 @@ class Router:
         self.settings = settings
         self.metrics = metrics
         self._session: aiohttp.ClientSession | None = None
+        self._inflight = {backend: metrics.inflight.labels(backend) for backend in (m.SELF, m.API)}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
@@ -177,9 +178,10 @@ class Router:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         arrived = time.perf_counter()
         state, settings = self.state, self.settings
-        if not state.ready or state.policy is None:
-            reason = "draining" if state.draining else "routing policy not known yet"
-            return self.local_error(503, f"router not ready: {reason}", "not_ready", headers={"Retry-After": "1"})
+        if state.policy is None:  # draining still serves: clients keep arriving until endpoints propagate
+            return self.local_error(
+                503, "router not ready: routing policy not known yet", "not_ready", headers={"Retry-After": "1"}
+            )
         cap = settings.max_body_bytes
         length = request.content_length
         if length is not None and length > cap:
@@ -304,12 +306,12 @@ class Router:
 
     async def _forward_pod(self, request: web.Request, job: _Request, pod: Endpoint) -> web.StreamResponse:
         self.state.acquire(pod)
-        self.metrics.inflight.labels(m.SELF).inc()
+        self._inflight[m.SELF].inc()
         try:
             return await self._forward(request, job, f"{pod.url}{job.path}", job.raw, {}, m.SELF, None, None)
         finally:
             self.state.release(pod)
-            self.metrics.inflight.labels(m.SELF).dec()
+            self._inflight[m.SELF].dec()
 
     async def _forward_api(self, request: web.Request, job: _Request, api: APITarget, key: str) -> web.StreamResponse:
         body = orjson.loads(job.raw)  # parsed again only here, to rewrite the model; the pod path never pays
@@ -317,11 +319,11 @@ class Router:
         payload = orjson.dumps(body)
         del body
         url = f"{api.base_url.rstrip('/')}{job.path.removeprefix('/v1')}"
-        self.metrics.inflight.labels(m.API).inc()
+        self._inflight[m.API].inc()
         try:
             return await self._forward(request, job, url, payload, {"Authorization": f"Bearer {key}"}, m.API, api, key)
         finally:
-            self.metrics.inflight.labels(m.API).dec()
+            self._inflight[m.API].dec()
 
     async def _forward(
         self,
@@ -470,6 +472,7 @@ class Router:
         )
         await response.prepare(request)
         outcome, failure = m.OK, None
+        final = b""
         pending = bytearray()  # the start of an event whose end has not arrived
         first = True
         loop = asyncio.get_running_loop()
@@ -497,14 +500,30 @@ class Router:
                         failure = (f"upstream event over {settings.max_event_bytes} bytes", "event_too_large")
                         break
                     if block:
-                        await self._pass(response, block, job)
+                        if not pending and content.at_eof():
+                            final = block  # the last piece: sent with the stream's end, one write instead of two
+                            break
+                        await self._send(response, self._pass(block, job))
                         if first:
                             first = False
                             self.metrics.added_latency.observe(overhead + (time.perf_counter() - received))
                     idle.reschedule(loop.time() + settings.idle_timeout_seconds)
                     chunk = await content.readany()
                 if pending and failure is None:  # a last event without its blank line
-                    await self._pass(response, bytes(pending), job)
+                    final = bytes(pending)
+                final = self._pass(final, job)
+                if failure is None:
+                    try:
+                        await response.write_eof(final)
+                    except ConnectionResetError:
+                        raise _ClientGone from None
+                    if first:
+                        self.metrics.added_latency.observe(overhead + (time.perf_counter() - received))
+                    job.bill()
+                    self._account(backend, outcome, job, api)
+                    return response
+                if final:
+                    await self._send(response, final)
         except _ClientGone:
             job.bill()
             self._account(backend, m.CLIENT_CLOSED, job, api)
@@ -525,12 +544,17 @@ class Router:
             await response.write_eof()
         return response
 
-    async def _pass(self, response: web.StreamResponse, block: bytes, job: _Request) -> None:
-        """Complete events to the client as they came; only events with a usage object are parsed."""
+    def _pass(self, block: bytes, job: _Request) -> bytes:
+        """Complete events as they came; only events with a usage object are parsed (and a usage-only event the
+        client did not ask for dropped); the text is measured while no usage was seen, for the estimate."""
         if USAGE_KEY in block:
             block = self._usage_events(block, job)
         if not job.usage.counted:
             job.streamed_text += sum(len(text) for text in TEXT_FIELDS.findall(block))
+        return block
+
+    @staticmethod
+    async def _send(response: web.StreamResponse, block: bytes) -> None:
         if block:
             try:
                 await response.write(block)
