@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from crossover.lab import processes
+from crossover.lab import control_plane, dcgm, processes
 from crossover.lab.config import local_address
 from tests.fixtures.lab import Lab
 from tests.lab.support import eventually
@@ -27,7 +28,10 @@ def vllm_deployment(name: str, replicas: int, gpus: int, decode_tps: int = 5000)
             "template": {
                 "metadata": {
                     "labels": {"app": name},
-                    "annotations": {"lab.crossover.dev/decode-tps": str(decode_tps)},
+                    "annotations": {
+                        "lab.crossover.dev/decode-tps": str(decode_tps),
+                        "lab.crossover.dev/cold-start-seconds": "0",
+                    },
                 },
                 "spec": {
                     "terminationGracePeriodSeconds": 2,
@@ -118,6 +122,52 @@ def test_prometheus_scrapes_emulator_token_rates_under_load(lab: Lab, namespace:
 
     rate = eventually(rate_seen, timeout=60, interval=0.5)
     assert rate > 0
+
+
+def test_dcgm_exporter_per_gpu_node_reports_engine_utilisation_as_exported_pod(lab: Lab, namespace: str) -> None:
+    """The lab's dcgm-exporter DaemonSet: one pod per GPU node, its own scrape target, the engine pod it measures
+    in exported_pod/exported_namespace (Prometheus renames them: the target's own pod is the exporter's)."""
+    exporters = eventually(
+        lambda: (
+            (found := lab.core.list_namespaced_pod(dcgm.NAMESPACE, label_selector=f"app={dcgm.NAME}").items)
+            and len([p for p in found if is_ready(p)]) == lab.cfg.nodes
+            and found
+        ),
+        timeout=60,
+    )
+    assert sorted(p.spec.node_name for p in exporters) == sorted(control_plane.node_names(lab.cfg))
+    lab.apps.create_namespaced_deployment(namespace, vllm_deployment("hot", 1, 1))  # type: ignore[arg-type]
+    pod = eventually(lambda: next((p for p in pods(lab, namespace, "hot") if is_ready(p)), None), timeout=60)
+    url = f"http://{local_address(pod.status.pod_ip)}:8000/v1/completions"
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            try:
+                requests.post(url, json={"model": "lab-model", "prompt": "x", "max_tokens": 2_000}, timeout=30)
+            except requests.RequestException:
+                return  # the pod went with the test's namespace
+
+    workers = [threading.Thread(target=busy, daemon=True) for _ in range(16)]
+    for worker in workers:
+        worker.start()
+    query = f'DCGM_FI_DEV_GPU_UTIL{{exported_namespace="{namespace}",exported_pod="{pod.metadata.name}"}}'
+    try:
+
+        def hot() -> list[Any] | None:
+            result = requests.get(f"{lab.prometheus_url}/api/v1/query", params={"query": query}, timeout=5).json()
+            series = result["data"]["result"]
+            return series if series and float(series[0]["value"][1]) >= 80 else None
+
+        series = eventually(hot, timeout=60, interval=0.5)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(30)
+    labels = series[0]["metric"]
+    assert labels["namespace"] == dcgm.NAMESPACE and labels["pod"].startswith(dcgm.NAME)
+    assert labels["Hostname"] == pod.spec.node_name
+    assert float(series[0]["value"][1]) <= 100
 
 
 def _listeners() -> dict[int, list[str]]:

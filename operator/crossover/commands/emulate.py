@@ -14,7 +14,7 @@ API_KEY_ENV = "CROSSOVER_EMULATOR_API_KEY"
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "emulate",
-        help="run a test emulator: a vLLM server or a hosted OpenAI-compatible API",
+        help="run a test emulator: a vLLM server, a hosted OpenAI-compatible API or a dcgm-exporter",
         description="Emulators are test parts, not the real thing: see crossover.emulators. Loopback only.",
     )
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
@@ -33,9 +33,14 @@ def register(subparsers: Any) -> None:
     api.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 500")
     api.add_argument("--first-byte-delay", type=float, default=0.0, help="seconds before the first byte")
     api.add_argument("--output-tps", type=float, default=2_000.0, help="output tokens/s per request")
-    for sub in (vllm, api):
+    dcgm = kinds.add_parser("dcgm", help="dcgm-exporter emulator: GPU utilisation per GPU of one node, per pod")
+    dcgm.add_argument("--node", required=True, help="the node whose GPUs this exporter reports")
+    dcgm.add_argument("--assignments", required=True, help="JSON file: which engine pods hold which GPUs")
+    dcgm.add_argument("--gpus", type=int, default=4, help="GPUs on the node")
+    dcgm.add_argument("--gpu-type", default="h100-80gb", help="GPU type (modelName label)")
+    for sub, port in ((vllm, 8000), (api, 8001), (dcgm, 9400)):
         sub.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only)")
-        sub.add_argument("--port", type=int, default=8000 if sub is vllm else 8001)
+        sub.add_argument("--port", type=int, default=port)
     parser.set_defaults(func=run)
 
 
@@ -67,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
                 kv_cache_tokens=args.kv_cache_tokens,
             )
         )
+    elif args.kind == "dcgm":
+        from pathlib import Path
+
+        from crossover.emulators.dcgm import DCGMEmulatorConfig, build_dcgm_app
+
+        app = build_dcgm_app(DCGMEmulatorConfig(args.node, Path(args.assignments), args.gpus, args.gpu_type))
     else:
         from crossover.emulators.hosted_api import Faults, HostedAPIConfig, build_hosted_api_app
 

@@ -1,9 +1,10 @@
 """A vLLM emulator (a test part, not vLLM): the OpenAI-compatible API and vLLM's metrics, with honest capacity.
 
-Throughput follows the two-dimensional capacity model crossover reasons with: per tick, `prefill_tps × dt` prompt
-tokens are shared among sequences still prefilling (first come, first served, chunked) and `decode_tps × dt`
-output tokens among sequences decoding (equal shares, water-filled), at most `max_batch` sequences running; the
-rest wait in a FIFO queue. So an overloaded emulator queues, its time to first token grows, and its aggregate
+Throughput follows the two-dimensional capacity model crossover reasons with: per tick of `dt` seconds of GPU time,
+sequences still prefilling take up to `prefill_tps × dt` prompt tokens (first come, first served, chunked), and the
+time left decodes `decode_tps × left` output tokens shared among sequences decoding (equal shares, water-filled),
+at most `max_batch` sequences running; the rest
+wait in a FIFO queue. So an overloaded emulator queues, its time to first token grows, and its aggregate
 rates saturate at the configured capacity, as a real engine's do. Until `cold_start_seconds` have passed since
 start, `/health` and the completion endpoints answer 503 (a real vLLM is loading weights).
 """
@@ -124,7 +125,10 @@ class Engine:
             self.running.append(head)
 
     def _step(self, dt: float, now: float) -> None:
+        # one GPU, time-shared: prefill (chunked, first come first served) takes its share of the tick first and
+        # decode gets what is left, so a busy replica serves exactly `in/prefill + out/decode = 1`
         prefill_budget = self.config.prefill_tokens_per_s * dt
+        prefilled = 0.0
         for sequence in self.running:
             if prefill_budget <= 0:
                 break
@@ -132,10 +136,12 @@ class Engine:
                 take = min(prefill_budget, sequence.prompt_tokens - sequence.prefilled)
                 sequence.prefilled += take
                 prefill_budget -= take
+                prefilled += take
                 if not sequence.prefilling:
                     self.metrics.prompt.inc(sequence.prompt_tokens)
         decoding = [s for s in self.running if not s.prefilling and not s.finished]
-        decode_budget = self.config.decode_tokens_per_s * dt
+        decode_time = max(0.0, dt - prefilled / self.config.prefill_tokens_per_s)
+        decode_budget = self.config.decode_tokens_per_s * decode_time
         # water-filling: short remainders finish, the rest share what is left equally
         decoding.sort(key=lambda s: s.max_tokens - s.decoded)
         for index, sequence in enumerate(decoding):

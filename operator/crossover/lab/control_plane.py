@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from crossover.emulators.gpu import DEFAULT_GPU_TYPE, GPU_PRODUCT_LABEL
 from crossover.lab import processes
 from crossover.lab.config import LOOPBACK, POD_CIDR, SERVICE_CIDR, LabConfig
 
@@ -255,6 +256,7 @@ def fake_gpu_node(name: str, gpus: int) -> dict[str, Any]:
                 "kubernetes.io/arch": "amd64",
                 "type": "kwok",
                 "nvidia.com/gpu.present": "true",
+                GPU_PRODUCT_LABEL: DEFAULT_GPU_TYPE,  # as GPU feature discovery labels nodes (the lab's names)
             },
         },
         "status": {"allocatable": resources_, "capacity": resources_},

@@ -5,8 +5,14 @@ kwok schedules nothing itself; it only moves pods the scheduler bound to a fake 
 one, starts the process that pod stands for, listening on the pod IP's loopback twin (10.244.a.b -> 127.244.a.b,
 see config.py: the API server refuses loopback addresses in EndpointSlices, so pod IPs cannot be loopback):
 
-- a vLLM container (image name contains "vllm") -> the vLLM emulator, sized from the owning InferenceDeployment's
-  capacity and cold start (or `lab.crossover.dev/*` annotations, or defaults);
+- a vLLM container (image name contains "vllm") -> the vLLM emulator, as fast as its hardware: the GPU profile
+  (crossover.emulators.gpu) of its GPU type times the GPUs it requests, never the InferenceDeployment's declared
+  capacity or cold start. The GPU type is the pod's node's `nvidia.com/gpu.product` label, else the owner's
+  `gpu.type`, else h100-80gb; `lab.crossover.dev/*` annotations on the InferenceDeployment, then on the pod, override
+  it (`gpu-type`, `prefill-tps`, `decode-tps`, `cold-start-seconds`, `max-batch`, `kv-cache-tokens`) or run its clock
+  faster (`time-compression`: rates × k, cold start ÷ k, as the demo compresses manifests);
+- a dcgm-exporter container (the lab's DaemonSet, one pod per GPU node) -> the dcgm-exporter emulator for that
+  node, reading which engine pods hold which GPUs from a file the harness keeps;
 - a crossover container (image repository ends in "/crossover" or is "crossover") -> `crossover <args>` with the
   container's environment (Secret references resolved, as the kubelet would) and a kubeconfig holding a token of
   the pod's own ServiceAccount, so the process has exactly the RBAC the chart grants, and CROSSOVER_ADDRESS_MAP so
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -39,6 +46,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from crossover.contracts import ENV_ADDRESS_MAP, GROUP, INSTANCE_LABEL, PLURAL, VERSION, prometheus_label
+from crossover.emulators.gpu import DEFAULT_GPU_TYPE, GPU_PRODUCT_LABEL, EngineHardware
 from crossover.lab import prometheus
 from crossover.lab.config import ADDRESS_MAP, LabConfig, local_address
 from crossover.lab.control_plane import write_kubeconfig
@@ -48,6 +56,7 @@ log = logging.getLogger(__name__)
 
 ANNOTATION_PREFIX = f"lab.{GROUP}/"
 DEFAULT_VLLM_PORT = 8000
+DCGM_PORT = 9400
 
 
 @dataclass
@@ -64,6 +73,9 @@ class PodProcess:
     grace_seconds: float = 30.0
     probe: asyncio.Task[None] | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    node: str = ""
+    gpus: tuple[int, ...] = ()  # indices of the node's GPUs this pod holds (engine pods)
+    metrics_url: str | None = None
 
 
 def _image_kind(image: str) -> str:
@@ -71,6 +83,8 @@ def _image_kind(image: str) -> str:
     last = repository.rsplit("/", 1)[-1].split(":", 1)[0]
     if "vllm" in repository:
         return "vllm"
+    if "dcgm-exporter" in repository:
+        return "dcgm"
     if last == "crossover":
         return "crossover"
     return "none"
@@ -83,6 +97,18 @@ def _arg(args: list[str], flag: str) -> str | None:
         if value.startswith(flag + "="):
             return value.split("=", 1)[1]
     return None
+
+
+def _lab_annotations(meta: dict[str, Any]) -> dict[str, str]:
+    found = (meta.get("annotations") or {}).items()
+    return {k.removeprefix(ANNOTATION_PREFIX): str(v) for k, v in found if k.startswith(ANNOTATION_PREFIX)}
+
+
+def _gpu_request(container: dict[str, Any]) -> int:
+    """GPUs the container asks for (any extended resource whose name ends in /gpu); at least one."""
+    limits = (container.get("resources") or {}).get("limits") or {}
+    counts = [int(v) for k, v in limits.items() if k.endswith("/gpu") and str(v).isdigit()]
+    return max(1, sum(counts))
 
 
 def _port(container: dict[str, Any], name_or_number: Any, default: int) -> int:
@@ -182,10 +208,13 @@ class Harness:
             local=local_address(status["podIP"]),
             kind=_image_kind(container.get("image", "")),
             grace_seconds=float(spec.get("terminationGracePeriodSeconds") or 30),
+            node=str(spec.get("nodeName")),
         )
         self._pods[key] = proc
         if proc.kind == "vllm":
             await self._start_vllm(proc, pod, container)
+        elif proc.kind == "dcgm":
+            await self._start_dcgm(proc, pod, container)
         elif proc.kind == "crossover":
             await self._start_crossover(proc, pod, container)
         self._write_targets()
@@ -195,7 +224,12 @@ class Harness:
         args = list(container.get("args") or [])
         port = int(_arg(args, "--port") or _port(container, None, DEFAULT_VLLM_PORT))
         model = _arg(args, "--served-model-name") or _arg(args, "--model") or "emulated-model"
-        sizing = await asyncio.to_thread(self._vllm_sizing, pod)
+        gpus = _gpu_request(container)
+        try:
+            sizing = await asyncio.to_thread(self._vllm_sizing, pod, gpus)
+        except ValueError as error:  # an unknown GPU type: the pod runs nothing and never becomes Ready
+            log.warning("pod %s/%s: %s", proc.namespace, proc.name, error)
+            return
         argv = [
             sys.executable, "-m", "crossover.cli", "emulate", "vllm",
             "--host", proc.local, "--port", str(port), "--model", model,
@@ -204,30 +238,95 @@ class Harness:
             argv += [f"--{flag}", value]
         proc.process = await self._spawn(proc, argv, dict(os.environ))
         proc.target = prometheus.Target(f"{proc.local}:{port}", proc.namespace, proc.name, labels=_target_labels(pod))
+        proc.gpus = self._allocate_gpus(proc.node, gpus)
+        proc.metrics_url = f"http://{proc.local}:{port}/metrics"
 
-    def _vllm_sizing(self, pod: dict[str, Any]) -> dict[str, str]:
-        """Emulator capacity: the InferenceDeployment's own figures, so the lab engine is as fast as the spec says."""
+    def _vllm_sizing(self, pod: dict[str, Any], gpus: int) -> dict[str, str]:
+        """Emulator flags from the hardware the pod landed on, never from the capacity its manifest declares."""
         meta = pod["metadata"]
-        sizing: dict[str, str] = {}
+        overrides: dict[str, str] = {}
+        gpu_type: str | None = None
         owner = (meta.get("labels") or {}).get(INSTANCE_LABEL)
         if owner:
             try:
                 resource: Any = self._custom.get_namespaced_custom_object(
                     GROUP, VERSION, meta["namespace"], PLURAL, owner
                 )
-                engine = resource["spec"]["engine"]
-                capacity = engine["capacity"]
-                sizing["prefill-tps"] = str(capacity["prefillTokensPerSecond"])
-                sizing["decode-tps"] = str(capacity["decodeTokensPerSecond"])
-                if capacity.get("maxConcurrentRequests") is not None:
-                    sizing["max-batch"] = str(capacity["maxConcurrentRequests"])
-                sizing["cold-start-seconds"] = str(engine.get("coldStartSeconds", 0))
-            except (ApiException, KeyError, TypeError) as error:
-                log.warning("no sizing from InferenceDeployment %s/%s: %s", meta["namespace"], owner, error)
-        for key, value in (meta.get("annotations") or {}).items():
-            if key.startswith(ANNOTATION_PREFIX):
-                sizing[key.removeprefix(ANNOTATION_PREFIX)] = value
+                gpu_type = ((resource.get("spec") or {}).get("engine") or {}).get("gpu", {}).get("type")
+                overrides.update(_lab_annotations(resource.get("metadata") or {}))
+            except (ApiException, AttributeError, TypeError) as error:
+                log.warning("cannot read InferenceDeployment %s/%s: %s", meta["namespace"], owner, error)
+        node_type = self._node_gpu_type(str((pod.get("spec") or {}).get("nodeName") or ""))
+        gpu_type = node_type or gpu_type
+        overrides.update(_lab_annotations(meta))
+        gpu_type = overrides.pop("gpu-type", gpu_type or DEFAULT_GPU_TYPE)
+        compression = float(overrides.pop("time-compression", "1"))
+        hardware = EngineHardware.of(gpu_type, gpus)
+        figures = {
+            "prefill-tps": float(overrides.get("prefill-tps", hardware.prefill_tokens_per_second)),
+            "decode-tps": float(overrides.get("decode-tps", hardware.decode_tokens_per_second)),
+            "cold-start-seconds": float(overrides.get("cold-start-seconds", hardware.cold_start_seconds)),
+        }
+        sizing = {
+            "prefill-tps": str(figures["prefill-tps"] * compression),
+            "decode-tps": str(figures["decode-tps"] * compression),
+            "cold-start-seconds": str(figures["cold-start-seconds"] / compression),
+            "max-batch": overrides.get("max-batch", str(hardware.max_batch)),
+        }
+        if "kv-cache-tokens" in overrides:
+            sizing["kv-cache-tokens"] = overrides["kv-cache-tokens"]
         return sizing
+
+    def _node_gpu_type(self, node: str) -> str | None:
+        if not node:
+            return None
+        try:
+            found = self._core.read_node(node)
+        except ApiException:
+            return None
+        return (found.metadata.labels or {}).get(GPU_PRODUCT_LABEL) if found.metadata else None
+
+    def _allocate_gpus(self, node: str, count: int) -> tuple[int, ...]:
+        """The lowest free GPU indices on the node (the scheduler already checked there are enough)."""
+        used = {gpu for p in self._pods.values() if p.node == node for gpu in p.gpus}
+        free = [i for i in range(self._cfg.gpus_per_node) if i not in used]
+        return tuple(free[:count])
+
+    async def _start_dcgm(self, proc: PodProcess, pod: dict[str, Any], container: dict[str, Any]) -> None:
+        port = _port(container, "metrics", DCGM_PORT)
+        gpu_type = await asyncio.to_thread(self._node_gpu_type, proc.node) or DEFAULT_GPU_TYPE
+        argv = [
+            sys.executable, "-m", "crossover.cli", "emulate", "dcgm",
+            "--host", proc.local, "--port", str(port), "--node", proc.node,
+            "--assignments", str(self._assignments_file), "--gpus", str(self._cfg.gpus_per_node),
+            "--gpu-type", gpu_type,
+        ]  # fmt: skip
+        proc.process = await self._spawn(proc, argv, dict(os.environ))
+        proc.target = prometheus.Target(f"{proc.local}:{port}", proc.namespace, proc.name, labels=_target_labels(pod))
+
+    @property
+    def _assignments_file(self) -> Path:
+        return self._cfg.state / "dcgm" / "assignments.json"
+
+    def _write_assignments(self) -> None:
+        """Which engine pod holds which GPUs, for the dcgm-exporter emulators (replaced atomically)."""
+        items = [
+            {
+                "node": p.node,
+                "gpus": list(p.gpus),
+                "namespace": p.namespace,
+                "pod": p.name,
+                "container": "engine",
+                "metrics_url": p.metrics_url,
+            }
+            for p in self._pods.values()
+            if p.gpus and p.metrics_url
+        ]
+        path = self._assignments_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(items))
+        temporary.replace(path)
 
     async def _start_crossover(self, proc: PodProcess, pod: dict[str, Any], container: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod.get("spec") or {}
@@ -380,6 +479,7 @@ class Harness:
 
     def _write_targets(self) -> None:
         prometheus.write_targets(self._cfg, [p.target for p in self._pods.values() if p.target is not None])
+        self._write_assignments()
 
 
 def main(cfg: LabConfig) -> int:

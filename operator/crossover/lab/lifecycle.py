@@ -13,7 +13,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from crossover.lab import binaries, control_plane, processes, prometheus
+from crossover.lab import binaries, control_plane, dcgm, processes, prometheus
 from crossover.lab.config import LabConfig
 from crossover.lab.kube import lab_api_client
 
@@ -60,6 +60,7 @@ def up(cfg: LabConfig) -> LabInfo:
     bins = binaries.ensure()
     started = control_plane.start(cfg, bins)
     _ensure_nodes(cfg)
+    dcgm.ensure(lab_api_client(cfg.kubeconfig))
     if prometheus.start(cfg):
         started.append(prometheus.NAME)
     if processes.pid_of(cfg.state, HARNESS) is None:
