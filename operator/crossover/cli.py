@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "crossover.commands.lab",
     "crossover.commands.router",
     "crossover.commands.emulate",
+    "crossover.commands.replay",
     "crossover.commands.demo",
 )
 

@@ -1,4 +1,4 @@
-"""The demo's pure parts: time compression keeps the economics, the ledger adds up, the trace reads right."""
+"""The demo's pure parts: time compression keeps the economics, the trace reads right."""
 
 from __future__ import annotations
 
@@ -9,12 +9,9 @@ from pathlib import Path
 import yaml
 
 from costpolicy.breakeven import break_even
-from costpolicy.spec import Capacity
 from crossover.api.v1alpha1 import InferenceDeployment
 from crossover.demo.compression import compress_manifest
-from crossover.demo.ledger import Ledger, static_fleet_size
 from crossover.demo.loadgen import read_azure_trace
-from tests.costpolicy.conftest import make_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "llama-8b-h100-vs-haiku.yaml"
@@ -42,33 +39,6 @@ def test_compression_scales_rates_and_durations_but_keeps_break_even_utilisation
     # plain digits, as the CRD's decimal pattern wants (Decimal.normalize alone gives "2.4E+4")
     assert fast["spec"]["engine"]["capacity"]["decodeTokensPerSecond"] == "24000"
     assert fast["spec"]["selfHosted"]["pricing"]["rented"]["pricePerGPUHour"] == "30"
-
-
-def test_ledger_bills_replicas_by_the_second_and_prices_tokens_at_api_rates() -> None:
-    # $30/h replicas, $1/h overhead; API $1 in, $5 out, $0.10 cached in per million
-    spec = make_spec(**{"selfHosted.pricing.rented.pricePerGPUHour": "30", "selfHosted.overheadPerMonth": "730"})
-    ledger = Ledger(spec, static_replicas=3)
-    ledger.advance(Decimal(60), billed_replicas=2)  # one minute, two replicas at $30/h: $1
-    ledger.served(1_000_000, 200_000)  # $1 + $1
-    ledger.set_api_spend(Decimal("0.50"))
-    assert ledger.replicas == Decimal(1)
-    assert ledger.static == Decimal("1.5")
-    assert ledger.api_only == Decimal(2)
-    overhead = Decimal(730) / (Decimal(730) * 3600) * 60  # $1/h for a minute
-    assert ledger.overhead == overhead == ledger.static_overhead
-    ledger.advance(Decimal(60), billed_replicas=0)  # no replicas: no overhead for crossover, the static fleet pays
-    assert ledger.overhead == overhead and ledger.static_overhead == 2 * overhead
-    assert ledger.crossover_total == Decimal(1) + overhead + Decimal("0.50")
-    assert ledger.static_total == Decimal(3) + 2 * overhead
-    ledger.served(1_000_000, 0, cached_input_tokens=1_000_000)  # cached input at its own price
-    assert ledger.api_only == Decimal("2.10")
-
-
-def test_static_fleet_covers_the_busiest_window_at_target_utilisation() -> None:
-    capacity = Capacity(prefill_tokens_per_second=Decimal(10_000), decode_tokens_per_second=Decimal(1_000))
-    windows = [(Decimal(1_000), Decimal(100)), (Decimal(5_000), Decimal(1_500))]  # busiest: 0.5 + 1.5 = 2.0
-    assert static_fleet_size(windows, capacity, Decimal("0.8"), maximum=8) == 3
-    assert static_fleet_size(windows, capacity, Decimal("0.8"), maximum=2) == 2
 
 
 def test_azure_trace_reads_relative_times_and_can_be_cut() -> None:

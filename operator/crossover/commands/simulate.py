@@ -21,6 +21,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--trace", type=Path, required=True, help="trace CSV (format told from its header)")
     parser.add_argument("-f", "--manifest", type=Path, required=True, help="InferenceDeployment manifest")
+    parser.add_argument("--start-hours", type=float, default=0.0, help="replay from this hour of the trace (0)")
+    parser.add_argument("--hours", type=float, help="replay only this many hours (default: to the end)")
     parser.add_argument("--scale-mean", type=float, help="scale both token columns so mean in+out tokens/s is this")
     parser.add_argument(
         "--policy",
@@ -45,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = load_inference_deployment(args.manifest).spec.cost_spec()
         trace = load_trace(args.trace, bucket_s=args.control_interval)
+        if args.start_hours or args.hours is not None:
+            trace = trace.sliced(args.start_hours * 3600, None if args.hours is None else args.hours * 3600)
         if args.scale_mean is not None:
             trace = trace.scaled_to_mean(args.scale_mean)
     except (ManifestError, TraceError) as error:

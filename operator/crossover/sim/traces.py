@@ -48,6 +48,22 @@ class Trace:
             self.name, tuple(Window(w.start_s, w.seconds, w.input_tps * k, w.output_tps * k) for w in self.windows)
         )
 
+    def sliced(self, start_s: float, seconds: float | None = None) -> Trace:
+        """The part of the trace in [start_s, start_s + seconds), re-based to start at 0 (windows cut at the edges)."""
+        end = self.duration_s if seconds is None else start_s + seconds
+        if start_s < 0 or end <= start_s:
+            raise TraceError("a slice needs a start >= 0 and a positive length")
+        if start_s >= self.duration_s:
+            raise TraceError(
+                f"the slice starts at {start_s / 3600:g} h, after the trace ends ({self.duration_s / 3600:g} h)"
+            )
+        windows = []
+        for w in self.windows:
+            lo, hi = max(start_s, w.start_s), min(end, w.start_s + w.seconds)
+            if hi > lo:
+                windows.append(Window(lo - start_s, hi - lo, w.input_tps, w.output_tps))
+        return Trace(self.name, tuple(windows))
+
     def rate_at(self, t: float) -> tuple[float, float]:
         """Input and output tokens/s at time t (the window containing t; zero outside the trace)."""
         lo, hi = 0, len(self.windows) - 1
