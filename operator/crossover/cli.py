@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "crossover.commands.router",
     "crossover.commands.emulate",
     "crossover.commands.replay",
+    "crossover.commands.whatif",
     "crossover.commands.demo",
 )
 
