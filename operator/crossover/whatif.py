@@ -59,7 +59,7 @@ def read_history(prometheus_url: str, namespace: str, name: str, since_s: int, s
     try:
         reply = requests.get(
             f"{prometheus_url.rstrip('/')}/api/v1/query_range",
-            params={"query": query, "start": start.timestamp(), "end": end.timestamp(), "step": step_s},
+            params={"query": query, "start": str(start.timestamp()), "end": str(end.timestamp()), "step": str(step_s)},
             timeout=30,
         )
         body = reply.json()

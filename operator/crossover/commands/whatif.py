@@ -47,9 +47,9 @@ def _live_manifest(namespace: str, name: str) -> dict[str, Any]:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     try:
         found: Any = client.CustomObjectsApi().get_namespaced_custom_object(
             "crossover.dev", "v1alpha1", namespace, "inferencedeployments", name
