@@ -10,9 +10,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_TRACE = ROOT / "examples" / "traces" / "servegen_language_m-mid.csv"
 DEFAULT_MANIFEST = ROOT / "examples" / "llama-8b-h100-vs-haiku.yaml"
-# ServeGen day 3, 22:00 to day 4, 06:00: a night trough far below the break-even and a morning peak that pays for
-# a replica (chosen with `crossover simulate` over candidate slices; docs/demo.md).
-DEFAULT_START_HOURS, DEFAULT_HOURS, DEFAULT_MEAN, DEFAULT_COMPRESS = 94.0, 8.0, 800.0, "72"
+# ServeGen day 4, 06:00 to 14:00: a morning trough far below the break-even, a peak that pays for a replica, and
+# back down (chosen with `crossover simulate` over candidate slices; docs/demo.md).
+DEFAULT_START_HOURS, DEFAULT_HOURS, DEFAULT_MEAN, DEFAULT_COMPRESS = 102.0, 8.0, 600.0, "72"
 
 
 def register(subparsers: Any) -> None:
@@ -21,17 +21,17 @@ def register(subparsers: Any) -> None:
         help="watch crossover save money on a real day slice in the local lab",
         description=(
             "Bring up the lab, install crossover with its Helm chart, apply an InferenceDeployment (8B model on "
-            "rented H100s against a small API model) and replay eight hours of the ServeGen trace (night into "
-            "morning) through its router, time compressed ×72 (prices, capacities and time constants scaled so the "
+            "rented H100s against a small API model) and replay eight hours of the ServeGen trace (a trough, a "
+            "peak, a trough) through its router, time compressed ×72 (prices, capacities and time constants scaled so the "
             "dollars are real), with a live view. This is `crossover replay` with defaults. Writes report.md, "
             "report.png and report.json (plus ledger.json and decisions.csv) to --out, which outlives the lab."
         ),
     )
     parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="trace CSV, either format")
     parser.add_argument("-f", "--manifest", type=Path, default=DEFAULT_MANIFEST, help="InferenceDeployment manifest")
-    parser.add_argument("--start-hours", type=float, default=DEFAULT_START_HOURS, help="slice start (94)")
+    parser.add_argument("--start-hours", type=float, default=DEFAULT_START_HOURS, help="slice start (102)")
     parser.add_argument("--hours", type=float, default=DEFAULT_HOURS, help="slice length in hours (8)")
-    parser.add_argument("--scale-mean", type=float, default=DEFAULT_MEAN, help="mean in+out tokens/s (800)")
+    parser.add_argument("--scale-mean", type=float, default=DEFAULT_MEAN, help="mean in+out tokens/s (600)")
     parser.add_argument("--compress", default=DEFAULT_COMPRESS, help="time compression factor (72)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "demo", help="where the report goes")
     parser.add_argument("--chart", type=Path, default=ROOT / "charts" / "crossover", help=argparse.SUPPRESS)
