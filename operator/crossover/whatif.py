@@ -17,8 +17,8 @@ from typing import Any
 import requests
 import yaml
 
+from crossover.contracts import DIRECTION_LABEL, ROUTER_TOKENS, router_name, total
 from crossover.manifest import ManifestError, parse_inference_deployment
-from crossover.reconcile.labels import router_name
 from crossover.sim.traces import Trace, Window
 
 DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -53,7 +53,7 @@ def read_history(prometheus_url: str, namespace: str, name: str, since_s: int, s
         )
     start = end - timedelta(seconds=since_s)
     query = (
-        f"sum by (direction) (increase(crossover_router_tokens_total{{{router_selector(namespace, name)}}}"
+        f"sum by ({DIRECTION_LABEL}) (increase({total(ROUTER_TOKENS)}{{{router_selector(namespace, name)}}}"
         f"[{step_s}s])) / {step_s}"
     )
     try:
@@ -71,7 +71,7 @@ def read_history(prometheus_url: str, namespace: str, name: str, since_s: int, s
     first = end.timestamp() - count * step_s
     rates: dict[str, list[float | None]] = {"input": [None] * count, "output": [None] * count}
     for series in body["data"]["result"]:
-        direction = series["metric"].get("direction")
+        direction = series["metric"].get(DIRECTION_LABEL)
         if direction not in rates:
             continue
         for stamp, value in series["values"]:

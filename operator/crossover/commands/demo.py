@@ -22,8 +22,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Bring up the lab, install crossover with its Helm chart, apply an InferenceDeployment (8B model on "
             "rented H100s against a small API model) and replay eight hours of the ServeGen trace (a trough, a "
-            "peak, a trough) through its router, time compressed ×72 (prices, capacities and time constants scaled so the "
-            "dollars are real), with a live view. This is `crossover replay` with defaults. Writes report.md, "
+            "peak, a trough) through its router, time compressed ×72 (prices, capacities and time constants scaled "
+            "so the dollars are real), with a live view. This is `crossover replay` with defaults. Writes report.md, "
             "report.png and report.json (plus ledger.json and decisions.csv) to --out, which outlives the lab."
         ),
     )

@@ -29,9 +29,30 @@ import requests
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 
+from costpolicy.pricing import FloatPrices, api_bill, overhead_per_hour, replica_cost_per_hour
 from costpolicy.spec import CostSpec
 from crossover.api.v1alpha1 import InferenceDeployment
+from crossover.contracts import (
+    BACKEND_LABEL,
+    DIRECTION_LABEL,
+    GROUP,
+    OUTCOME_LABEL,
+    PLURAL,
+    ROUTER_API_SPEND,
+    ROUTER_PORT,
+    ROUTER_TOKENS,
+    VERSION,
+    Backend,
+    Component,
+    Direction,
+    selector_string,
+    total,
+)
+from crossover.contracts import (
+    Outcome as RequestOutcome,
+)
 from crossover.demo import loadgen
 from crossover.demo.billing import Bill, Lifetime, PodClock, bill, count_at, replica_seconds
 from crossover.demo.compression import compress_manifest
@@ -48,9 +69,6 @@ NAMESPACE = "crossover-demo"
 OPERATOR_NAMESPACE = "crossover-system"
 API_EMULATOR = "api-emulator"
 API_EMULATOR_PORT = 39100
-GROUP, VERSION, PLURAL = "crossover.dev", "v1alpha1", "inferencedeployments"
-ENGINE = "app.kubernetes.io/component=engine"
-ROUTER = "app.kubernetes.io/component=router"
 DIFFERENCE_TO_EXPLAIN = Decimal("0.10")  # live vs simulated beyond this is a finding (docs/demo.md)
 
 
@@ -237,7 +255,7 @@ def _ready(pod: Any) -> bool:
 
 
 def router_ip(api: client.ApiClient, name: str) -> str:
-    selector = f"crossover.dev/inference-deployment={name},{ROUTER}"
+    selector = selector_string(name, Component.ROUTER)
 
     def ready_ip() -> str | None:
         listing = plain(api, client.CoreV1Api(api).list_namespaced_pod(NAMESPACE, label_selector=selector))
@@ -252,20 +270,18 @@ def router_ip(api: client.ApiClient, name: str) -> str:
 def router_counters(ip: str) -> tuple[dict[tuple[str, str], int], Decimal] | None:
     """Tokens the router counted from upstream usage (outcome ok) by (direction, backend), and its API spend."""
     try:
-        text = requests.get(f"http://{ip}:8080/metrics", timeout=2).text
+        text = requests.get(f"http://{ip}:{ROUTER_PORT}/metrics", timeout=2).text
     except requests.RequestException:
         return None
     tokens: dict[tuple[str, str], int] = {}
     spend = Decimal(0)
-    for line in text.splitlines():
-        if line.startswith("crossover_router_tokens_total{"):
-            labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
-            if labels.get("outcome") != '"ok"':
-                continue
-            key = (labels["direction"].strip('"'), labels["backend"].strip('"'))
-            tokens[key] = tokens.get(key, 0) + round(float(line.rsplit(" ", 1)[1]))
-        elif line.startswith("crossover_router_api_spend_dollars_total"):
-            spend += Decimal(line.rsplit(" ", 1)[1])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == total(ROUTER_TOKENS) and sample.labels.get(OUTCOME_LABEL) == RequestOutcome.OK:
+                key = (sample.labels[DIRECTION_LABEL], sample.labels[BACKEND_LABEL])
+                tokens[key] = tokens.get(key, 0) + round(sample.value)
+            elif sample.name == total(ROUTER_API_SPEND):
+                spend += Decimal(repr(sample.value))
     return tokens, spend
 
 
@@ -307,7 +323,9 @@ async def _drive(
     run.started = time.monotonic()
     monitor = asyncio.create_task(_monitor(api, name, run, clock, stop))
     replay = asyncio.create_task(
-        loadgen.replay(list(options.workload.requests), f"http://{run.router_ip}:8080/v1", model, k, run.results.append)
+        loadgen.replay(
+            list(options.workload.requests), f"http://{run.router_ip}:{ROUTER_PORT}/v1", model, k, run.results.append
+        )
     )
     try:
         end = options.workload.seconds / k
@@ -347,17 +365,16 @@ def simulate(spec: CostSpec, workload: Workload, k: Decimal, timing: Timing) -> 
 def api_only_dollars(spec: CostSpec, run: Run) -> Decimal:
     """Every token the router counted as served, at API prices."""
     final = run.samples[-1].tokens if run.samples else {}
-    tokens_in = sum(v for (direction, _), v in final.items() if direction == "input")
-    tokens_out = sum(v for (direction, _), v in final.items() if direction == "output")
-    pricing = spec.api_pricing
-    return (pricing.input_per_million * tokens_in + pricing.output_per_million * tokens_out) / Decimal(1_000_000)
+    tokens_in = sum(v for (direction, _), v in final.items() if direction == Direction.INPUT)
+    tokens_out = sum(v for (direction, _), v in final.items() if direction == Direction.OUTPUT)
+    return api_bill(spec.api_pricing, Decimal(tokens_in), Decimal(tokens_out))
 
 
 def measure(spec: CostSpec, run: Run, options: ReplayOptions, timing: Timing) -> Outcome:
     k = options.compress
     end = run.started + options.workload.seconds / float(k)
     spend = run.samples[-1].spend if run.samples else Decimal(0)
-    live = bill(run.lifetimes, run.started, end, spec.replica_cost_per_hour(), spec.overhead_per_hour(), spend)
+    live = bill(run.lifetimes, run.started, end, replica_cost_per_hour(spec), overhead_per_hour(spec), spend)
     simulated = simulate(spec, options.workload, k, timing)
     return Outcome(
         live=live,
@@ -415,8 +432,8 @@ def live_rows(spec: CostSpec, run: Run, options: ReplayOptions, timing: Timing) 
             return (after.get((direction, backend), 0) - before.get((direction, backend), 0)) / (dt * k)
 
         window = bill(
-            run.lifetimes, run.started + lo, run.started + hi, spec.replica_cost_per_hour(),
-            spec.overhead_per_hour(), spent,
+            run.lifetimes, run.started + lo, run.started + hi, replica_cost_per_hour(spec),
+            overhead_per_hour(spec), spent,
         )  # fmt: skip
         ready_lifetimes = [Lifetime(p.ready, None, p.deleted) for p in run.lifetimes if p.ready is not None]
         billed = replica_seconds(run.lifetimes, run.started + lo, run.started + hi) / dt
@@ -426,10 +443,12 @@ def live_rows(spec: CostSpec, run: Run, options: ReplayOptions, timing: Timing) 
         rows.append(
             [
                 f"{lo * k:g}", f"{seconds:g}", f"{sent[j][0] / seconds:.3f}", f"{sent[j][1] / seconds:.3f}",
-                f"{billed:.2f}", f"{ready:.2f}", f"{delta('input', 'self'):.3f}", f"{delta('output', 'self'):.3f}",
-                f"{delta('input', 'api'):.3f}", f"{delta('output', 'api'):.3f}", f"{sent[j][2] / seconds:.3f}",
-                f"{sent[j][3] / seconds:.3f}", window.replicas.quantize(Decimal("0.000001")),
-                window.overhead.quantize(Decimal("0.000001")), window.api.quantize(Decimal("0.000001")), reason,
+                f"{billed:.2f}", f"{ready:.2f}",
+                f"{delta(Direction.INPUT, Backend.SELF):.3f}", f"{delta(Direction.OUTPUT, Backend.SELF):.3f}",
+                f"{delta(Direction.INPUT, Backend.API):.3f}", f"{delta(Direction.OUTPUT, Backend.API):.3f}",
+                f"{sent[j][2] / seconds:.3f}", f"{sent[j][3] / seconds:.3f}",
+                *(value.quantize(Decimal("0.000001")) for value in (window.replicas, window.overhead, window.api)),
+                reason,
             ]
         )  # fmt: skip
     return rows
@@ -458,16 +477,14 @@ def plot(spec: CostSpec, rows: list[list[Any]], outcome: Outcome, options: Repla
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from crossover.sim.model import busy
-
+    prices = FloatPrices.of(spec)
     k = float(options.compress)
     hours = [float(r[0]) / 3600 for r in rows]
-    u = float(spec.policy.target_utilization)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
     sim = outcome.simulated.steps
     sim_hours = [s.window_start_s * k / 3600 for s in sim]
-    top.plot(sim_hours, [busy(spec, s.demand_input_tps, s.demand_output_tps) / u for s in sim], lw=0.8,
-             color="0.5", label="demand (replicas needed at target utilisation)")  # fmt: skip
+    needed = [prices.busy_replicas(s.demand_input_tps, s.demand_output_tps) / prices.utilization for s in sim]
+    top.plot(sim_hours, needed, lw=0.8, color="0.5", label="demand (replicas needed at target utilisation)")
     top.step(hours, [float(r[4]) for r in rows], where="post", lw=1.2, label="live: billed replicas (pods)")
     top.step(hours, [float(r[5]) for r in rows], where="post", lw=1.0, label="live: ready replicas")
     top.step(sim_hours, [s.replicas_billed for s in sim], where="post", lw=0.8, ls="--", label="simulated: billed")
@@ -534,7 +551,7 @@ def replay(options: ReplayOptions, view: Any = None, on_ready: Any = None) -> tu
         spec = InferenceDeployment.model_validate(manifest).spec
         name = manifest["metadata"]["name"]
         run = Run()
-        clock = PodClock(api, NAMESPACE, f"crossover.dev/inference-deployment={name},{ENGINE}")
+        clock = PodClock(api, NAMESPACE, selector_string(name, Component.ENGINE))
         clock.start()
         run.router_ip = router_ip(api, name)
         if on_ready is not None:
