@@ -55,7 +55,7 @@ test: lab-deps
 crds: install
 	$(BIN)/crossover crds --out crds/ --out charts/crossover/files/crds/
 
-## The main job: lab, operator by Helm, a real trace replayed at x12 through the router, report in .lab/demo/.
+## The main job: lab, operator by Helm, a real day slice replayed at x72 through the router, report in reports/demo/.
 demo: lab-deps
 	$(BIN)/crossover demo
 
