@@ -17,7 +17,15 @@ from typing import Any
 import requests
 import yaml
 
-from crossover.contracts import DIRECTION_LABEL, ROUTER_TOKENS, router_name, total
+from crossover.contracts import (
+    DIRECTION_LABEL,
+    PROMETHEUS_COMPONENT_LABEL,
+    PROMETHEUS_INSTANCE_LABEL,
+    PROMETHEUS_NAMESPACE_LABEL,
+    ROUTER_TOKENS,
+    Component,
+    total,
+)
 from crossover.manifest import ManifestError, parse_inference_deployment
 from crossover.sim.traces import Trace, Window
 
@@ -42,7 +50,12 @@ class History:
 
 
 def router_selector(namespace: str, name: str) -> str:
-    return f'namespace="{namespace}",pod=~"{router_name(name)}-.+"'
+    """The router's series by the labels the operator sets on its pods, as Prometheus sees them (never name prefixes:
+    a resource `llama` must not count the pods of a resource `llama-router`)."""
+    return (
+        f'{PROMETHEUS_NAMESPACE_LABEL}="{namespace}",{PROMETHEUS_INSTANCE_LABEL}="{name}",'
+        f'{PROMETHEUS_COMPONENT_LABEL}="{Component.ROUTER.value}"'
+    )
 
 
 def read_history(prometheus_url: str, namespace: str, name: str, since_s: int, step_s: int, end: datetime) -> History:

@@ -71,7 +71,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         rate = LOW if t < start + HOUR else HIGH
         for direction in ("input", "output"):
             lines.append(
-                f'crossover_router_tokens_total{{namespace="shop",pod="llama-8b-router-7d9f-x1",direction="{direction}",'
+                f'crossover_router_tokens_total{{namespace="shop",crossover_dev_inference_deployment="llama-8b",'
+                f'app_kubernetes_io_component="router",pod="llama-8b-router-7d9f-x1",direction="{direction}",'
                 f'backend="self",outcome="ok"}} {totals[direction]} {t}'
             )
         totals = {d: totals[d] + r * 15 for d, r in zip(("input", "output"), rate, strict=True)}
