@@ -42,9 +42,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from crossover.contracts import GROUP, PLURAL, VERSION
-from crossover.lab import lifecycle
-from crossover.lab.config import LabConfig
-from crossover.lab.kube import lab_api_client
+from crossover_lab import lifecycle
+from crossover_lab.config import LabConfig
+from crossover_lab.kube import lab_api_client
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "scale"

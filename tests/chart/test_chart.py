@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from crossover.contracts import ENV_PROMETHEUS_URL, ENV_RECONCILE_INTERVAL
-from crossover.lab import binaries
+from crossover_lab import binaries
 
 pytestmark = pytest.mark.lab  # needs the helm binary the lab builds
 

@@ -10,8 +10,8 @@ import yaml
 
 from costpolicy.breakeven import break_even
 from crossover.api.v1alpha1 import InferenceDeployment
-from crossover.demo.compression import compress_manifest
-from crossover.demo.loadgen import read_azure_trace
+from crossover_lab.demo.compression import compress_manifest
+from crossover_lab.demo.loadgen import read_azure_trace
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "llama-8b-h100-vs-haiku.yaml"

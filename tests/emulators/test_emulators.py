@@ -14,8 +14,8 @@ import pytest_asyncio
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from crossover.emulators.hosted_api import Faults, HostedAPIConfig, build_hosted_api_app
-from crossover.emulators.vllm import VLLMEmulatorConfig, build_vllm_app
+from crossover_lab.emulators.hosted_api import Faults, HostedAPIConfig, build_hosted_api_app
+from crossover_lab.emulators.vllm import VLLMEmulatorConfig, build_vllm_app
 
 KEY = "sk-test-not-a-real-key-123"
 

@@ -13,9 +13,9 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from crossover.emulators.dcgm import UTIL_METRIC, Assignment, DCGMEmulatorConfig, build_dcgm_app, exposition
-from crossover.emulators.gpu import EngineHardware, profile, utilization_percent
-from crossover.emulators.vllm import VLLMEmulatorConfig, build_vllm_app
+from crossover_lab.emulators.dcgm import UTIL_METRIC, Assignment, DCGMEmulatorConfig, build_dcgm_app, exposition
+from crossover_lab.emulators.gpu import EngineHardware, profile, utilization_percent
+from crossover_lab.emulators.vllm import VLLMEmulatorConfig, build_vllm_app
 
 
 @pytest.mark.parametrize(

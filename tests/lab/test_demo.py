@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from crossover.lab import control_plane, lifecycle
-from crossover.lab.config import LabConfig
+from crossover_lab import control_plane, lifecycle
+from crossover_lab.config import LabConfig
 
 pytestmark = pytest.mark.lab
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import requests
 
-from crossover.lab import control_plane, dcgm, processes
-from crossover.lab.config import local_address
+from crossover_lab import control_plane, dcgm, processes
+from crossover_lab.config import local_address
 from tests.fixtures.lab import Lab
 from tests.lab.support import eventually
 

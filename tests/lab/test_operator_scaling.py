@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from crossover.commands.emulate import ENV_EMULATOR_API_KEY
 from crossover.contracts import (
     API_VERSION,
     BACKEND_LABEL,
@@ -31,9 +32,9 @@ from crossover.contracts import (
     selector_string,
     total,
 )
-from crossover.lab import processes
-from crossover.lab import prometheus as lab_prometheus
-from crossover.lab.config import local_address
+from crossover_lab import processes
+from crossover_lab import prometheus as lab_prometheus
+from crossover_lab.config import local_address
 from tests.fixtures.lab import Lab, Release
 from tests.lab.support import condition, create, eventually, get
 
@@ -60,7 +61,7 @@ def hosted_api(lab: Lab) -> Iterator[HostedAPI]:
     key = secrets.token_urlsafe(16)
     process = subprocess.Popen(
         [sys.executable, "-m", "crossover.cli", "emulate", "api", "--host", "127.0.0.1", "--port", str(API_PORT)],
-        env={**os.environ, "CROSSOVER_EMULATOR_API_KEY": key},
+        env={**os.environ, ENV_EMULATOR_API_KEY: key},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

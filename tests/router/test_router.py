@@ -16,12 +16,12 @@ from aiohttp.test_utils import TestServer
 
 from costpolicy.spec import APIPricing
 from crossover.contracts import ROUTER_API_SPEND, ROUTER_REQUESTS, ROUTER_TOKENS, total
-from crossover.emulators.hosted_api import Faults, HostedAPIConfig, build_hosted_api_app
-from crossover.emulators.vllm import VLLMEmulatorConfig, build_vllm_app
 from crossover.router.app import build_router_app
 from crossover.router.metrics import RouterMetrics
 from crossover.router.proxy import RouterSettings
 from crossover.router.state import APITarget, Policy, RouterState
+from crossover_lab.emulators.hosted_api import Faults, HostedAPIConfig, build_hosted_api_app
+from crossover_lab.emulators.vllm import VLLMEmulatorConfig, build_vllm_app
 
 KEY = "sk-router-test-key-0123456789"
 REQUESTS, TOKENS, SPEND = total(ROUTER_REQUESTS), total(ROUTER_TOKENS), total(ROUTER_API_SPEND)

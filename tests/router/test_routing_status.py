@@ -13,12 +13,12 @@ from decimal import Decimal
 import pytest_asyncio
 from aiohttp import ClientSession
 
-from crossover.emulators.hosted_api import HostedAPIConfig, build_hosted_api_app
 from crossover.reconcile.step import reconcile
 from crossover.router.app import build_router_app
 from crossover.router.discovery import apply_resource
 from crossover.router.proxy import RouterSettings
 from crossover.router.state import RouterState
+from crossover_lab.emulators.hosted_api import HostedAPIConfig, build_hosted_api_app
 from tests.operator.fakes import FakeCluster, FakeMetrics
 from tests.operator.test_reconcile import NOW, ROUTER, manifest, reading, resource
 from tests.router.test_router import KEY, base, chat, post, serve

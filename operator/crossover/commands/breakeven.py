@@ -13,6 +13,7 @@ from costpolicy.breakeven import BreakEven, break_even
 from costpolicy.money import HOURS_PER_MONTH, quantize
 from costpolicy.pricing import self_hosted_per_million_at_utilization
 from costpolicy.spec import CostSpec
+from crossover.extras import missing
 from crossover.manifest import ManifestError, load_inference_deployment
 
 UTILIZATIONS = (Decimal("0.10"), Decimal("0.25"), Decimal("0.50"), Decimal("0.75"), Decimal("1.00"))
@@ -61,6 +62,9 @@ def _positive_int(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot and (hint := missing("plots")):
+        print(f"crossover breakeven: --plot {hint}", file=sys.stderr)
+        return 2
     if args.input_tokens + args.output_tokens == 0:
         print("crossover breakeven: a call needs input or output tokens", file=sys.stderr)
         return 2

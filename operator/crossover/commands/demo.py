@@ -40,11 +40,16 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from crossover.extras import missing
+
+    if hint := missing("lab"):
+        print(f"crossover demo: {hint}", file=sys.stderr)
+        return 2
     from crossover.commands.replay import parse_compression
-    from crossover.demo.replay import ReplayOptions
-    from crossover.demo.run import DemoOptions
-    from crossover.demo.run import run as run_demo
-    from crossover.demo.workload import load_workload
+    from crossover_lab.demo.replay import ReplayOptions
+    from crossover_lab.demo.run import DemoOptions
+    from crossover_lab.demo.run import run as run_demo
+    from crossover_lab.demo.workload import load_workload
     from crossover.manifest import ManifestError, load_inference_deployment
     from crossover.sim.traces import TraceError
 

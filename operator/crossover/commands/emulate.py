@@ -8,14 +8,14 @@ import os
 import sys
 from typing import Any
 
-API_KEY_ENV = "CROSSOVER_EMULATOR_API_KEY"
+ENV_EMULATOR_API_KEY = "CROSSOVER_EMULATOR_API_KEY"  # the hosted-API emulator's key (test rig only)
 
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "emulate",
         help="run a test emulator: a vLLM server, a hosted OpenAI-compatible API or a dcgm-exporter",
-        description="Emulators are test parts, not the real thing: see crossover.emulators. Loopback only.",
+        description="Emulators are test parts, not the real thing: see crossover_lab.emulators. Loopback only.",
     )
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
     vllm = kinds.add_parser("vllm", help="vLLM emulator: OpenAI API, vLLM metrics, two-dimensional capacity")
@@ -27,7 +27,9 @@ def register(subparsers: Any) -> None:
     vllm.add_argument("--kv-cache-tokens", type=int, default=1_000_000, help="KV cache size in tokens")
     api = kinds.add_parser("api", help="hosted-API emulator: bearer key, usage, 429/5xx/slow-first-byte faults")
     api.add_argument("--model", action="append", default=[], help="accepted model (repeatable; default: any)")
-    api.add_argument("--api-key-env", default=API_KEY_ENV, help=f"variable holding the API key ({API_KEY_ENV})")
+    api.add_argument(
+        "--api-key-env", default=ENV_EMULATOR_API_KEY, help=f"variable holding the API key ({ENV_EMULATOR_API_KEY})"
+    )
     api.add_argument("--tokens-per-minute", type=int, help="429 above this many tokens per minute")
     api.add_argument("--requests-per-minute", type=int, help="429 above this many requests per minute")
     api.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 500")
@@ -54,13 +56,19 @@ def _loopback(host: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from crossover.extras import missing
+
+    if hint := missing("lab"):
+        print(f"crossover emulate: {hint}", file=sys.stderr)
+        return 2
+
     if not _loopback(args.host):
         print(
             f"crossover emulate: refusing to listen on {args.host}: emulators bind to 127.0.0.0/8 only", file=sys.stderr
         )
         return 2
     if args.kind == "vllm":
-        from crossover.emulators.vllm import VLLMEmulatorConfig, build_vllm_app
+        from crossover_lab.emulators.vllm import VLLMEmulatorConfig, build_vllm_app
 
         app = build_vllm_app(
             VLLMEmulatorConfig(
@@ -75,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
     elif args.kind == "dcgm":
         from pathlib import Path
 
-        from crossover.emulators.dcgm import DCGMEmulatorConfig, build_dcgm_app
+        from crossover_lab.emulators.dcgm import DCGMEmulatorConfig, build_dcgm_app
 
         app = build_dcgm_app(DCGMEmulatorConfig(args.node, Path(args.assignments), args.gpus, args.gpu_type))
     else:
-        from crossover.emulators.hosted_api import Faults, HostedAPIConfig, build_hosted_api_app
+        from crossover_lab.emulators.hosted_api import Faults, HostedAPIConfig, build_hosted_api_app
 
         key = os.environ.get(args.api_key_env)
         if not key:

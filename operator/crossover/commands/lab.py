@@ -29,19 +29,24 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossover.lab import lifecycle
-    from crossover.lab.binaries import BuildError
-    from crossover.lab.config import LabConfig
-    from crossover.lab.control_plane import LabError
+    from crossover.extras import missing
+
+    if hint := missing("lab"):
+        print(f"crossover lab: {hint}", file=sys.stderr)
+        return 2
+    from crossover_lab import lifecycle
+    from crossover_lab.binaries import BuildError
+    from crossover_lab.config import LabConfig
+    from crossover_lab.control_plane import LabError
 
     cfg = LabConfig.from_env()
     if args.action == "harness":
-        from crossover.lab import harness
+        from crossover_lab import harness
 
         return harness.main(cfg)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.action == "build":
-        from crossover.lab import binaries
+        from crossover_lab import binaries
 
         try:
             for name, path in binaries.ensure().items():

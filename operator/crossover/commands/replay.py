@@ -49,9 +49,14 @@ def parse_compression(value: str) -> Decimal:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossover.demo.replay import ReplayOptions, replay, summary_line
-    from crossover.demo.view import progress_printer, rich_view
-    from crossover.demo.workload import load_workload
+    from crossover.extras import missing
+
+    if hint := missing("lab"):
+        print(f"crossover replay: {hint}", file=sys.stderr)
+        return 2
+    from crossover_lab.demo.replay import ReplayOptions, replay, summary_line
+    from crossover_lab.demo.view import progress_printer, rich_view
+    from crossover_lab.demo.workload import load_workload
     from crossover.manifest import ManifestError, load_inference_deployment
     from crossover.sim.traces import TraceError
 

@@ -65,5 +65,10 @@ def run(args: argparse.Namespace) -> int:
         f"API ${cost['api']}), late {data['lateTokenFraction']:.4%}, {data['scaleEvents']} scale events"
         + (f", {data['relativeToOfflineOptimum']}x the offline optimum" if "relativeToOfflineOptimum" in data else "")
     )
-    print(f"wrote {args.out / 'decisions.csv'}, summary.json, report.png")
+    from crossover.extras import missing
+
+    hint = missing("plots")
+    print(
+        f"wrote {args.out / 'decisions.csv'}, summary.json" + (f" (no report.png: {hint})" if hint else ", report.png")
+    )
     return 0

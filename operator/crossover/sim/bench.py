@@ -10,6 +10,7 @@ from pathlib import Path
 
 from costpolicy.breakeven import break_even
 from costpolicy.spec import CostSpec
+from crossover.extras import missing
 from crossover.manifest import load_inference_deployment
 from crossover.sim.model import POLICIES, Demands, Progress, Result, SimConfig, run_policy
 from crossover.sim.outputs import plot
@@ -67,6 +68,8 @@ def mix_break_even(spec: CostSpec, trace: Trace) -> float:
 def run_bench(manifests: list[Path], traces: list[Path], out: Path, progress: Progress) -> list[Case]:
     out.mkdir(parents=True, exist_ok=True)
     cases: list[Case] = []
+    if hint := missing("plots"):
+        progress(f"no plots: {hint}")
     for manifest in manifests:
         spec = load_inference_deployment(manifest).spec.cost_spec()
         for trace_path in traces:
@@ -80,8 +83,9 @@ def run_bench(manifests: list[Path], traces: list[Path], out: Path, progress: Pr
                 case = Case(manifest.stem, trace_path.stem, multiple, entry * float(multiple), results, spec)
                 cases.append(case)
                 ordered = [results["cost-aware"], *(results[p] for p in POLICIES if p != "cost-aware")]
-                plot(spec, ordered, out / f"{manifest.stem}--{trace_path.stem}--x{multiple}.png",
-                     f"{manifest.stem} / {trace_path.stem} at {multiple}x break-even")  # fmt: skip
+                if hint is None:
+                    title = f"{manifest.stem} / {trace_path.stem} at {multiple}x break-even"
+                    plot(spec, ordered, out / f"{manifest.stem}--{trace_path.stem}--x{multiple}.png", title)
                 progress(
                     f"{manifest.stem} / {trace_path.stem} x{multiple}: cost-aware "
                     f"{case.ratio('cost-aware'):.3f}x optimum ({time.monotonic() - started:.0f} s)"

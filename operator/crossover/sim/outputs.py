@@ -10,6 +10,7 @@ from typing import Any
 
 from costpolicy.pricing import FloatPrices
 from costpolicy.spec import CostSpec
+from crossover.extras import missing
 from crossover.sim.model import Result
 
 COLUMNS = (
@@ -120,5 +121,6 @@ def write_all(spec: CostSpec, result: Result, out: Path, title: str, optimum: Re
     write_csv(result, out / "decisions.csv")
     data = summary(spec, result, optimum)
     (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
-    plot(spec, [result] if optimum is None else [result, optimum], out / "report.png", title)
+    if missing("plots") is None:
+        plot(spec, [result] if optimum is None else [result, optimum], out / "report.png", title)
     return data

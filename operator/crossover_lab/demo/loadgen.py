@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-# The emulators count one prompt token per 4 characters (see crossover.emulators); a prompt of n tokens is 4n chars.
+# The emulators count one prompt token per 4 characters (see crossover_lab.emulators); a prompt of n tokens is 4n chars.
 CHARS_PER_TOKEN = 4
 
 

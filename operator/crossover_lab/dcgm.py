@@ -1,6 +1,6 @@
 """The lab's dcgm-exporter: a DaemonSet in `gpu-operator` like the GPU operator installs, one pod per GPU node.
 
-The pod harness runs the dcgm-exporter emulator for each of its pods (crossover.emulators.dcgm), so GPU utilisation
+The pod harness runs the dcgm-exporter emulator for each of its pods (crossover_lab.emulators.dcgm), so GPU utilisation
 reaches Prometheus the way it does in a real cluster: from its own scrape target, with the workload's pod and
 namespace as exported labels.
 """

@@ -19,7 +19,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from crossover.lab.kube import plain
+from crossover_lab.kube import plain
 
 log = logging.getLogger(__name__)
 

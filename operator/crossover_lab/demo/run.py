@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from crossover.demo.replay import Outcome, ReplayOptions, Run, replay, summary_line
-from crossover.demo.view import progress_printer, rich_view
+from crossover_lab.demo.replay import Outcome, ReplayOptions, Run, replay, summary_line
+from crossover_lab.demo.view import progress_printer, rich_view
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ target's own pod and namespace being the exporter's.
 
 Here the "GPU" is the emulated engine on it: the pod harness writes which engine pods hold which GPUs of which node
 (an assignments file), and on every scrape this exporter reads each engine's running batch from its /metrics and
-reports the NVML utilisation the measured curve gives for that batch (crossover.emulators.gpu).
+reports the NVML utilisation the measured curve gives for that batch (crossover_lab.emulators.gpu).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from crossover.emulators.gpu import utilization_percent
+from crossover_lab.emulators.gpu import utilization_percent
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from crossover.lab import processes
-from crossover.lab.config import LOOPBACK, LabConfig
+from crossover_lab import processes
+from crossover_lab.config import LOOPBACK, LabConfig
 
 NAME = "prometheus"
 

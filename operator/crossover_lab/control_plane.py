@@ -21,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from crossover.emulators.gpu import DEFAULT_GPU_TYPE, GPU_PRODUCT_LABEL
-from crossover.lab import processes
-from crossover.lab.config import LOOPBACK, POD_CIDR, SERVICE_CIDR, LabConfig
+from crossover_lab import processes
+from crossover_lab.config import LOOPBACK, POD_CIDR, SERVICE_CIDR, LabConfig
+from crossover_lab.emulators.gpu import DEFAULT_GPU_TYPE, GPU_PRODUCT_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def start(cfg: LabConfig, bins: dict[str, Path]) -> list[str]:
     """Start whatever part of the control plane is not running; returns the names started (empty: all reused)."""
     cfg.state.mkdir(parents=True, exist_ok=True)
     _prepare_pki(cfg)
-    (cfg.state / "kwok.yaml").write_text(resources.files("crossover.lab").joinpath("kwok-stages.yaml").read_text())
+    (cfg.state / "kwok.yaml").write_text(resources.files("crossover_lab").joinpath("kwok-stages.yaml").read_text())
     argv = _argv(cfg, bins)
     started: list[str] = []
 

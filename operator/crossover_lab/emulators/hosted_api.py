@@ -21,7 +21,15 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from crossover.emulators.openai_wire import DONE, BadRequest, Reply, error_response, models_body, parse, start_stream
+from crossover_lab.emulators.openai_wire import (
+    DONE,
+    BadRequest,
+    Reply,
+    error_response,
+    models_body,
+    parse,
+    start_stream,
+)
 
 WINDOW_SECONDS = 60.0
 

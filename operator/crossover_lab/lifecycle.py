@@ -13,9 +13,9 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from crossover.lab import binaries, control_plane, dcgm, processes, prometheus
-from crossover.lab.config import LabConfig
-from crossover.lab.kube import lab_api_client
+from crossover_lab import binaries, control_plane, dcgm, processes, prometheus
+from crossover_lab.config import LabConfig
+from crossover_lab.kube import lab_api_client
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ one, starts the process that pod stands for, listening on the pod IP's loopback 
 see config.py: the API server refuses loopback addresses in EndpointSlices, so pod IPs cannot be loopback):
 
 - a vLLM container (image name contains "vllm") -> the vLLM emulator, as fast as its hardware: the GPU profile
-  (crossover.emulators.gpu) of its GPU type times the GPUs it requests, never the InferenceDeployment's declared
+  (crossover_lab.emulators.gpu) of its GPU type times the GPUs it requests, never the InferenceDeployment's declared
   capacity or cold start. The GPU type is the pod's node's `nvidia.com/gpu.product` label, else the owner's
   `gpu.type`, else h100-80gb; `lab.crossover.dev/*` annotations on the InferenceDeployment, then on the pod, override
   it (`gpu-type`, `prefill-tps`, `decode-tps`, `cold-start-seconds`, `max-batch`, `kv-cache-tokens`) or run its clock
@@ -46,11 +46,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from crossover.contracts import ENV_ADDRESS_MAP, GROUP, INSTANCE_LABEL, PLURAL, VERSION, prometheus_label
-from crossover.emulators.gpu import DEFAULT_GPU_TYPE, GPU_PRODUCT_LABEL, EngineHardware
-from crossover.lab import prometheus
-from crossover.lab.config import ADDRESS_MAP, LabConfig, local_address
-from crossover.lab.control_plane import write_kubeconfig
-from crossover.lab.kube import lab_api_client, plain, stream
+from crossover_lab import prometheus
+from crossover_lab.config import ADDRESS_MAP, LabConfig, local_address
+from crossover_lab.control_plane import write_kubeconfig
+from crossover_lab.emulators.gpu import DEFAULT_GPU_TYPE, GPU_PRODUCT_LABEL, EngineHardware
+from crossover_lab.kube import lab_api_client, plain, stream
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,15 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from crossover.emulators.openai_wire import DONE, BadRequest, Reply, error_response, models_body, parse, start_stream
+from crossover_lab.emulators.openai_wire import (
+    DONE,
+    BadRequest,
+    Reply,
+    error_response,
+    models_body,
+    parse,
+    start_stream,
+)
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
 

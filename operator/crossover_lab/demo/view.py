@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from crossover.demo.replay import ReplayOptions, Run
+from crossover_lab.demo.replay import ReplayOptions, Run
 
 View = Callable[[Run, float, float], None]
 
