@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from crossover.sim.traces import TraceError
 from crossover_lab.demo.billing import Lifetime, bill, busy_seconds, count_at, replica_seconds
 from crossover_lab.demo.workload import load_workload
-from crossover.sim.traces import TraceError
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVEGEN = ROOT / "examples" / "traces" / "servegen_language_m-mid.csv"

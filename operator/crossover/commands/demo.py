@@ -46,12 +46,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"crossover demo: {hint}", file=sys.stderr)
         return 2
     from crossover.commands.replay import parse_compression
+    from crossover.manifest import ManifestError, load_inference_deployment
+    from crossover.sim.traces import TraceError
     from crossover_lab.demo.replay import ReplayOptions
     from crossover_lab.demo.run import DemoOptions
     from crossover_lab.demo.run import run as run_demo
     from crossover_lab.demo.workload import load_workload
-    from crossover.manifest import ManifestError, load_inference_deployment
-    from crossover.sim.traces import TraceError
 
     try:
         k = parse_compression(args.compress)

@@ -54,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
     if hint := missing("lab"):
         print(f"crossover replay: {hint}", file=sys.stderr)
         return 2
+    from crossover.manifest import ManifestError, load_inference_deployment
+    from crossover.sim.traces import TraceError
     from crossover_lab.demo.replay import ReplayOptions, replay, summary_line
     from crossover_lab.demo.view import progress_printer, rich_view
     from crossover_lab.demo.workload import load_workload
-    from crossover.manifest import ManifestError, load_inference_deployment
-    from crossover.sim.traces import TraceError
 
     try:
         k = parse_compression(args.compress)

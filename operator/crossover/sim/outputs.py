@@ -8,10 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from costpolicy import pricing
 from costpolicy.pricing import FloatPrices
 from costpolicy.spec import CostSpec
 from crossover.extras import missing
-from crossover.sim.model import Result
+from crossover.sim.model import Result, to_decimal
 
 COLUMNS = (
     "window_start_s", "window_seconds", "demand_input_tps", "demand_output_tps", "replicas_billed", "replicas_ready",
@@ -26,7 +27,7 @@ def money(value: Decimal) -> str:
 
 def summary(spec: CostSpec, result: Result, optimum: Result | None = None) -> dict[str, Any]:
     served = result.tokens("self") + result.tokens("api")
-    per_million = result.total / Decimal(f"{served / 1e6:.6f}") if served > 0 else None
+    per_million = pricing.per_million(result.total, to_decimal(served))
     out: dict[str, Any] = {
         "policy": result.policy,
         "cost": {

@@ -53,15 +53,15 @@ from crossover.contracts import (
 from crossover.contracts import (
     Outcome as RequestOutcome,
 )
+from crossover.sim.model import Demands, Result, SimConfig, run_policy
+from crossover.sim.outputs import COLUMNS
+from crossover_lab import control_plane, lifecycle, processes
+from crossover_lab.config import LOOPBACK, LabConfig, local_address
 from crossover_lab.demo import loadgen
 from crossover_lab.demo.billing import Bill, Lifetime, PodClock, bill, count_at, replica_seconds
 from crossover_lab.demo.compression import compress_manifest
 from crossover_lab.demo.workload import Workload
-from crossover_lab import control_plane, lifecycle, processes
-from crossover_lab.config import LOOPBACK, LabConfig, local_address
 from crossover_lab.kube import lab_api_client, plain
-from crossover.sim.model import Demands, Result, SimConfig, run_policy
-from crossover.sim.outputs import COLUMNS
 
 log = logging.getLogger(__name__)
 

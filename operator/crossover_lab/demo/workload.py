@@ -13,8 +13,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from crossover_lab.demo.loadgen import TraceRequest, read_azure_trace
 from crossover.sim.traces import Trace, TraceError, Window, load_trace
+from crossover_lab.demo.loadgen import TraceRequest, read_azure_trace
 
 SIM_BUCKET_S = 30.0  # request-level traces are bucketed like `crossover simulate` does by default
 
