@@ -92,6 +92,7 @@ ENV_ROUTER_IMAGE = "CROSSOVER_ROUTER_IMAGE"
 ENV_ROUTER_REPLICAS = "CROSSOVER_ROUTER_REPLICAS"
 ENV_ROUTER_CLUSTER_ROLE = "CROSSOVER_ROUTER_CLUSTER_ROLE"
 ENV_ROUTER_MAX_BODY_BYTES = "CROSSOVER_ROUTER_MAX_BODY_BYTES"  # the router's request body cap (--max-body-bytes)
+ENV_PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's; set for router workers (--workers)
 
 # ---- the router's metrics (prometheus_client appends `_total` to counters in the exposition) ---------------------
 
@@ -149,6 +150,7 @@ __all__ = [
     "ENV_ADDRESS_MAP",
     "ENV_API_KEY",
     "ENV_METRICS_LISTEN",
+    "ENV_PROMETHEUS_MULTIPROC_DIR",
     "ENV_PROMETHEUS_URL",
     "ENV_RATE_WINDOW",
     "ENV_RECONCILE_INTERVAL",

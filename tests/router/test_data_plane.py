@@ -786,3 +786,77 @@ async def request_raw_stream(http: ClientSession, url: str, body: dict[str, Any]
     async with http.post(url, json=body) as response:
         assert response.status == 200
         return (await response.read()).decode()
+
+
+# ---- 14: several workers on one port -------------------------------------------------------------------------
+
+
+async def test_workers_share_one_port_keep_the_spill_share_and_sum_their_metrics(setup: Setup, tmp_path: Any) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from aiohttp import TCPConnector
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from crossover.contracts import ENV_API_KEY, ROUTER_REQUESTS
+
+    engine = await setup.engine(decode_tokens_per_s=1e6)
+    api = await setup.api()
+    manifest = yaml.safe_load((Path(__file__).parents[2] / "examples" / "llama-8b-h100-vs-haiku.yaml").read_text())
+    manifest["spec"]["model"]["servedName"] = "llama"
+    manifest["spec"]["api"]["baseURL"] = f"{base(api)}/v1"
+    spec = tmp_path / "infd.yaml"
+    spec.write_text(yaml.safe_dump(manifest))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "crossover.cli", "router", "--spec-file", str(spec), "--engine-url", engine,
+            "--listen", f"127.0.0.1:{port}", "--spill-fraction", "0.3", "--workers", "2",
+            "--drain-delay-seconds", "0"]  # fmt: skip
+    process = subprocess.Popen(argv, env={**os.environ, ENV_API_KEY: KEY}, stderr=subprocess.DEVNULL)
+    try:
+        async with ClientSession(connector=TCPConnector(force_close=True)) as fresh:  # a connection per request
+            for _ in range(300):
+                try:
+                    async with fresh.get(f"{url}/readyz") as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # both workers listening
+            models = []
+            for _ in range(100):
+                status, body, _ = await request_raw(fresh, "POST", f"{url}/v1/chat/completions", json=chat())
+                assert status == 200
+                models.append(body["model"])
+            counts = {}
+            for _ in range(4):  # whichever worker answers the scrape, it shows the sum over both
+                async with fresh.get(f"{url}/metrics") as response:
+                    families = text_string_to_metric_families(await response.text())
+                served = {
+                    (s.labels["backend"], s.labels["outcome"]): s.value
+                    for f in families
+                    if f.name == ROUTER_REQUESTS
+                    for s in f.samples
+                    if s.name.endswith("_total")
+                }
+                counts = {k: v for k, v in served.items() if v}
+                assert counts == {
+                    ("api", "ok"): models.count(manifest["spec"]["api"]["model"]),
+                    ("self", "ok"): models.count("llama"),
+                }
+        assert (
+            abs(models.count(manifest["spec"]["api"]["model"]) - 30) <= 2
+        )  # exact per worker: within one request each
+        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

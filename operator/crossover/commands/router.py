@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from crossover.contracts import ENV_API_KEY, ENV_ROUTER_MAX_BODY_BYTES
+from crossover.router.workers import WORKER_FLAG, worker_share
 
 
 def register(subparsers: Any) -> None:
@@ -61,6 +62,14 @@ def register(subparsers: Any) -> None:
         "--drain-seconds", type=float, default=30.0, help="then wait this long for in-flight requests to finish"
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the one port (SO_REUSEPORT); each keeps its own exact spill share and 1/N of the "
+        "per-pod and queue limits",
+    )
+    parser.add_argument(WORKER_FLAG, type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
         "--event-loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop (uvloop: measured faster)"
     )
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -105,11 +114,19 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"crossover router: {error}", file=sys.stderr)
         return 2
+    if args.workers < 1:
+        print(f"crossover router: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return 2
+    if args.workers > 1 and args.worker_index is None:
+        from crossover.router.workers import supervise
+
+        return supervise(sys.argv[1:], args.workers)
+    share = args.workers  # a worker keeps its part of the limits the router as a whole keeps
     state = RouterState()
     settings = RouterSettings(
-        max_inflight_per_pod=args.max_inflight_per_pod,
+        max_inflight_per_pod=worker_share(args.max_inflight_per_pod, share),
         queue_timeout_seconds=args.queue_timeout,
-        max_queue=args.max_queue,
+        max_queue=worker_share(args.max_queue, share),
         api_key=os.environ.get(ENV_API_KEY) or None,
         max_body_bytes=max_body if max_body is not None else default_max_body_bytes(),
         body_read_timeout_seconds=args.body_read_timeout,
@@ -161,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
             discovery.stop()
 
         app = build_router_app(state, settings, on_startup=[watch], on_cleanup=[unwatch])
-    main = serve(app, state, host, int(port), args.drain_delay_seconds, args.drain_seconds)
+    main = serve(app, state, host, int(port), args.drain_delay_seconds, args.drain_seconds, reuse_port=share > 1)
     if args.event_loop == "uvloop":
         import uvloop
 

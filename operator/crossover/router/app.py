@@ -93,7 +93,7 @@ def build_router_app(
         return web.json_response(model_entry(name), dumps=_dumps)
 
     async def scrape(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=generate_latest(metrics.exposition()), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_post("/v1/chat/completions", router.handle)
     app.router.add_post("/v1/completions", router.handle)

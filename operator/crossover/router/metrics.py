@@ -3,14 +3,16 @@ and throttled API requests from here, so names and label values are a contract: 
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 from crossover.contracts import (
     BACKEND_LABEL,
     CODE_LABEL,
     DIRECTION_LABEL,
+    ENV_PROMETHEUS_MULTIPROC_DIR,
     OUTCOME_LABEL,
     ROUTER_ADDED_LATENCY,
     ROUTER_API_SPEND,
@@ -55,7 +57,9 @@ class RouterMetrics:
             registry=r,
         )
         self.api_spend = Counter(ROUTER_API_SPEND, "Dollars spent on the hosted API", registry=r)
-        self.inflight = Gauge(ROUTER_INFLIGHT, "Requests in flight by backend", [BACKEND_LABEL], registry=r)
+        self.inflight = Gauge(
+            ROUTER_INFLIGHT, "Requests in flight by backend", [BACKEND_LABEL], registry=r, multiprocess_mode="livesum"
+        )
         self.added_latency = Histogram(
             ROUTER_ADDED_LATENCY,
             "Router overhead per request: arrival to upstream request sent, plus upstream headers to first byte out",
@@ -66,6 +70,15 @@ class RouterMetrics:
             self.inflight.labels(backend)
             for outcome in (OK, ERROR):
                 self.requests.labels(backend, outcome)
+
+    def exposition(self) -> CollectorRegistry:
+        """What /metrics shows: this process's registry; with several workers (`--workers`, prometheus_client's
+        multiprocess mode) the sum over all of them, whichever worker the scrape reaches."""
+        if not os.environ.get(ENV_PROMETHEUS_MULTIPROC_DIR):
+            return self.registry
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return registry
 
     def count(self, backend: str, outcome: str, prompt: int | None, completion: int | None) -> None:
         self.requests.labels(backend, outcome).inc()
