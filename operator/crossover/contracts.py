@@ -102,6 +102,7 @@ ROUTER_API_SPEND = "crossover_router_api_spend_dollars"
 ROUTER_INFLIGHT = "crossover_router_inflight"
 ROUTER_ADDED_LATENCY = "crossover_router_added_latency_seconds"
 ROUTER_LOCAL_ERRORS = "crossover_router_local_errors"  # errors the router answered itself, by status and code
+ROUTER_LOOP_LAG = "crossover_router_event_loop_lag_seconds"  # how late the event loop runs what is due: queueing
 ROUTER_PORT = 8080  # the router serves the API and /metrics here
 
 
@@ -171,6 +172,7 @@ __all__ = [
     "ROUTER_API_SPEND",
     "ROUTER_INFLIGHT",
     "ROUTER_LOCAL_ERRORS",
+    "ROUTER_LOOP_LAG",
     "ROUTER_PORT",
     "ROUTER_REQUESTS",
     "ROUTER_TOKENS",

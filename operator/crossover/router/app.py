@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 Hook = Callable[[web.Application], Awaitable[None]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Client gone -> its handler is cancelled, so the upstream request is cancelled too (aiohttp's default keeps it).
+LAG_TASK = web.AppKey("loop_lag_task", asyncio.Task[None])
 RUNNER_OPTIONS = {"handler_cancellation": True, "access_log": None}
 
 
@@ -58,11 +59,13 @@ def build_router_app(
 
     async def start(_: web.Application) -> None:
         await router.start()
+        app[LAG_TASK] = asyncio.create_task(_sample_loop_lag(metrics))
 
     async def drain(_: web.Application) -> None:
         state.draining = True  # readiness fails (if serve() did not already); aiohttp then waits for handlers
 
     async def close(_: web.Application) -> None:
+        app[LAG_TASK].cancel()
         await router.close()
 
     app.on_startup.append(start)
@@ -103,6 +106,15 @@ def build_router_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", scrape)
     return app
+
+
+async def _sample_loop_lag(metrics: RouterMetrics, every: float = 0.25) -> None:
+    """Event-loop lag: a timer due in `every` seconds runs late by exactly the time the loop was busy elsewhere."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + every
+        await asyncio.sleep(every)
+        metrics.loop_lag.observe(max(0.0, loop.time() - due))
 
 
 def _dumps(value: object) -> str:

@@ -19,9 +19,11 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -41,6 +43,7 @@ USAGE_MARKERS = (b'"usage":{', b'"usage": {')
 # The text a stream carries, for the output estimate when it ends without usage (contents, text, tool arguments).
 TEXT_FIELDS = re.compile(rb'"(?:content|text|arguments|reasoning_content|refusal)":\s?"((?:[^"\\]|\\.)*)"')
 INCLUDE_USAGE = b',"stream_options":{"include_usage":true}}'
+LARGE_BODY = 1024 * 1024  # bodies above this go upstream in pieces (no second copy in the transport's buffer)
 
 
 def default_max_body_bytes(cgroup: Path = Path("/sys/fs/cgroup/memory.max")) -> int:
@@ -361,9 +364,13 @@ class Router:
         settings = self.settings
         try:
             async with asyncio.timeout(settings.first_byte_timeout_seconds):
+                sent: Any = payload
+                if len(payload) > LARGE_BODY:  # in pieces, so the transport never copies the whole body again
+                    sent = _pieces(payload)
+                    headers = {**headers, "Content-Length": str(len(payload))}
                 upstream = await self._session.post(
                     url,
-                    data=payload,
+                    data=sent,
                     headers={"Content-Type": wire.JSON, "Accept-Encoding": "identity", **headers},
                 )
         except TimeoutError:
@@ -584,6 +591,12 @@ class Router:
         self.metrics.count(backend, outcome, usage.prompt, usage.completion)
         if api is not None:
             self.metrics.spend(api_cost(api, usage))
+
+
+async def _pieces(payload: bytes | bytearray, size: int = 256 * 1024) -> AsyncIterator[memoryview]:
+    view = memoryview(payload)
+    for start in range(0, len(view), size):
+        yield view[start : start + size]
 
 
 async def _read_body(request: web.Request, length: int | None, cap: int) -> bytearray:
