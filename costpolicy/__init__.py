@@ -6,7 +6,7 @@ passed in, so the operator, the router, the simulator and the CLI all run the sa
 """
 
 from costpolicy.decide import decide
-from costpolicy.decision import Action, Decision, Reason, Recommendation, Stage
+from costpolicy.decision import Action, Decision, Reason, Recommendation, Stage, StageName
 from costpolicy.snapshot import Demand, ReplicaState, Snapshot
 from costpolicy.spec import CostSpec, PolicyMode
 
@@ -21,5 +21,6 @@ __all__ = [
     "ReplicaState",
     "Snapshot",
     "Stage",
+    "StageName",
     "decide",
 ]

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from costpolicy.breakeven import break_even
-from costpolicy.decision import Action, Costs, Decision, Flags, Reason, Recommendation, Stage
+from costpolicy.decision import Action, Costs, Decision, Flags, Reason, Recommendation, Stage, StageName
 from costpolicy.money import ONE, SECONDS_PER_HOUR, ZERO, fmt_money, quantize
 from costpolicy.pricing import (
     api_cost_per_second,
@@ -44,7 +44,7 @@ API_LIMIT_HEADROOM = Decimal("0.9")
 
 def decide(spec: CostSpec, snapshot: Snapshot, history: Sequence[Recommendation], now: datetime) -> Decision:
     """Decide replicas and spill for one deployment at `now`. Same inputs, same Decision."""
-    current = snapshot.replicas.desired
+    current = snapshot.replicas.current
     demand = snapshot.demand
     if demand is None:
         return _hold(spec, snapshot, history, now, Reason.METRICS_UNAVAILABLE, "metrics could not be read")
@@ -178,27 +178,29 @@ def _self_host_all(spec: CostSpec, demand: Demand) -> int:
 def _raw_stage(spec: CostSpec, snapshot: Snapshot, demand: Demand, api: _APIAllowance) -> Stage:
     mode = spec.policy.mode
     if spec.replicas.pinned is not None:
-        return Stage("raw", spec.replicas.pinned, Reason.PINNED, f"pinned at {spec.replicas.pinned} replica(s)")
+        return Stage(StageName.RAW, spec.replicas.pinned, Reason.PINNED, f"pinned at {spec.replicas.pinned} replica(s)")
     if mode is PolicyMode.API_ONLY:
-        return Stage("raw", 0, Reason.API_ONLY, "APIOnly mode: all traffic goes to the API")
+        return Stage(StageName.RAW, 0, Reason.API_ONLY, "APIOnly mode: all traffic goes to the API")
     if mode is PolicyMode.SELF_HOSTED_ONLY:
         need = _self_host_all(spec, demand)
-        return Stage("raw", need, Reason.SELF_HOSTED_ONLY, f"SelfHostedOnly mode: {need} replica(s) serve all demand")
+        return Stage(
+            StageName.RAW, need, Reason.SELF_HOSTED_ONLY, f"SelfHostedOnly mode: {need} replica(s) serve all demand"
+        )
     if demand.total_tps <= 0:
-        return Stage("raw", 0, Reason.NO_DEMAND, "no demand: no replica is worth paying for")
+        return Stage(StageName.RAW, 0, Reason.NO_DEMAND, "no demand: no replica is worth paying for")
 
     best_free = _cheapest(spec, demand, snapshot.replicas.billed, None)
     best = _cheapest(spec, demand, snapshot.replicas.billed, api)
     if best is None:  # even replicas.max cannot absorb what the API may not take
         n = spec.replicas.max
         reason, why = _constraint_reason(api)
-        return Stage("raw", _self_host_all(spec, demand), reason, f"{why}: needs more than replicas.max ({n})")
+        return Stage(StageName.RAW, _self_host_all(spec, demand), reason, f"{why}: needs more than replicas.max ({n})")
     n, cost = best
     if best_free is not None and best_free[0] != n:
         api.token_limited = not api.budget_exhausted and not api.throttled and api.max_tps is not None
         reason, why = _constraint_reason(api)
         return Stage(
-            "raw",
+            StageName.RAW,
             n,
             reason,
             f"{why}: {n} replica(s) at {fmt_money(cost)}/h (cheapest unconstrained: "
@@ -206,10 +208,10 @@ def _raw_stage(spec: CostSpec, snapshot: Snapshot, demand: Demand, api: _APIAllo
         )
     if n == 0:
         api_hour = api_cost_per_second(demand, spec.api_pricing) * SECONDS_PER_HOUR
-        return Stage("raw", 0, Reason.API_CHEAPER, f"API cheaper: {fmt_money(api_hour)}/h for all demand")
+        return Stage(StageName.RAW, 0, Reason.API_CHEAPER, f"API cheaper: {fmt_money(api_hour)}/h for all demand")
     at_max = " (replicas.max reached)" if n == spec.replicas.max and _beyond_max(spec, demand, n) else ""
     return Stage(
-        "raw",
+        StageName.RAW,
         n,
         Reason.SELF_HOSTED_CHEAPER,
         f"self-hosting cheaper: {n} replica(s) at {fmt_money(cost)}/h{at_max}",
@@ -242,12 +244,12 @@ def _cheapest(spec: CostSpec, demand: Demand, billed: int, api: _APIAllowance | 
 
 
 def _margin_stage(spec: CostSpec, snapshot: Snapshot, demand: Demand, api: _APIAllowance, rec: int) -> Stage:
-    current = snapshot.replicas.desired
+    current = snapshot.replicas.current
     billed = snapshot.replicas.billed
     busy = busy_replicas(demand, spec.capacity)
     current_spill = 1 - served_fraction(busy, current, spec.policy.target_utilization)
     if current > spec.replicas.max or current_spill > api.max_spill(spec, demand):
-        return Stage("margin", rec, Reason.WITHIN_MARGIN, "current replicas not allowed; margin not applied")
+        return Stage(StageName.MARGIN, rec, Reason.UNCHANGED, "current replicas not allowed; margin not applied")
     now_cost = plan_cost_per_hour(spec, demand, current, billed_now=billed)
     best_cost = plan_cost_per_hour(spec, demand, rec, billed_now=billed)
     # a change must save more than `margin` × the cost of the replicas it adds or removes: the band is in
@@ -258,13 +260,15 @@ def _margin_stage(spec: CostSpec, snapshot: Snapshot, demand: Demand, api: _APIA
     saving = now_cost - best_cost
     if saving <= spec.policy.break_even_margin * changed:
         return Stage(
-            "margin",
+            StageName.MARGIN,
             current,
             Reason.WITHIN_MARGIN,
             f"keeping {current} replica(s): {rec} would save {fmt_money(saving)}/h, not more than "
             f"{quantize(spec.policy.break_even_margin * 100, 1)}% of the {fmt_money(changed)}/h it changes",
         )
-    return Stage("margin", rec, Reason.WITHIN_MARGIN, f"{rec} replica(s) beat {current} by more than the margin")
+    return Stage(
+        StageName.MARGIN, rec, Reason.BEYOND_MARGIN, f"{rec} replica(s) beat {current} by more than the margin"
+    )
 
 
 def _longest_window(spec: CostSpec) -> int:
@@ -300,7 +304,7 @@ def _stabilize(spec: CostSpec, history: Sequence[Recommendation], current: int, 
         target = max(current, min(values))
         if target < rec:
             return Stage(
-                "stabilization",
+                StageName.STABILIZATION,
                 target,
                 Reason.SCALE_UP_STABILIZING,
                 f"scale-up to {rec} held at {target}: lower counts recommended in the last "
@@ -313,20 +317,20 @@ def _stabilize(spec: CostSpec, history: Sequence[Recommendation], current: int, 
         target = min(current, max(values))
         if target > rec:
             return Stage(
-                "stabilization",
+                StageName.STABILIZATION,
                 target,
                 Reason.SCALE_DOWN_STABILIZING,
                 f"scale-down to {rec} held at {target}: higher counts recommended in the last "
                 f"{spec.policy.scale_down_stabilization_seconds}s",
             )
-    return Stage("stabilization", rec, Reason.WITHIN_MARGIN, "stable")
+    return Stage(StageName.STABILIZATION, rec, Reason.UNCHANGED, "stable")
 
 
 def _rate_limit(spec: CostSpec, current: int, target: int) -> Stage:
     up = max(spec.policy.scale_up_max_step, current)
     if target > current + up:
         return Stage(
-            "rateLimit",
+            StageName.RATE_LIMIT,
             current + up,
             Reason.SCALE_UP_RATE_LIMITED,
             f"scale-up to {target} limited to +{up} per decision",
@@ -334,21 +338,21 @@ def _rate_limit(spec: CostSpec, current: int, target: int) -> Stage:
     down = spec.policy.scale_down_max_step
     if down is not None and target < current - down:
         return Stage(
-            "rateLimit",
+            StageName.RATE_LIMIT,
             current - down,
             Reason.SCALE_DOWN_RATE_LIMITED,
             f"scale-down to {target} limited to -{down} per decision",
         )
-    return Stage("rateLimit", target, Reason.WITHIN_MARGIN, "within rate limits")
+    return Stage(StageName.RATE_LIMIT, target, Reason.UNCHANGED, "within rate limits")
 
 
 def _clamp(spec: CostSpec, target: int) -> Stage:
     bounds = spec.replicas
     if target < bounds.min:
-        return Stage("clamp", bounds.min, Reason.CLAMPED_TO_MIN, f"raised to replicas.min ({bounds.min})")
+        return Stage(StageName.CLAMP, bounds.min, Reason.CLAMPED_TO_MIN, f"raised to replicas.min ({bounds.min})")
     if target > bounds.max:
-        return Stage("clamp", bounds.max, Reason.CLAMPED_TO_MAX, f"capped at replicas.max ({bounds.max})")
-    return Stage("clamp", target, Reason.WITHIN_MARGIN, "within replicas.min..max")
+        return Stage(StageName.CLAMP, bounds.max, Reason.CLAMPED_TO_MAX, f"capped at replicas.max ({bounds.max})")
+    return Stage(StageName.CLAMP, target, Reason.UNCHANGED, "within replicas.min..max")
 
 
 def _deciding_stage(stages: Sequence[Stage]) -> Stage:
@@ -431,7 +435,7 @@ def _hold(
     why: str,
 ) -> Decision:
     """Missing or stale metrics: keep replicas (within bounds) and the router's current spill, say so."""
-    current = snapshot.replicas.desired
+    current = snapshot.replicas.current
     final = min(max(current, spec.replicas.min), spec.replicas.max)
     if spec.policy.mode is PolicyMode.SELF_HOSTED_ONLY:
         spill = ZERO
@@ -440,7 +444,7 @@ def _hold(
     else:
         spill = snapshot.current_spill_fraction if snapshot.current_spill_fraction is not None else ZERO
     message = f"holding {final} replica(s): {why}"
-    stage = Stage("raw", final, reason, message)
+    stage = Stage(StageName.RAW, final, reason, message)
     return Decision(
         time=now,
         mode=spec.policy.mode,

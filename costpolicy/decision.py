@@ -16,7 +16,9 @@ class Reason(StrEnum):
     SELF_HOSTED_CHEAPER = "SelfHostedCheaper"
     API_CHEAPER = "APICheaper"
     NO_DEMAND = "NoDemand"
-    WITHIN_MARGIN = "WithinMargin"
+    WITHIN_MARGIN = "WithinMargin"  # the margin kept the current count: the change would not save enough
+    BEYOND_MARGIN = "BeyondMargin"  # the change saves more than the margin: it goes ahead
+    UNCHANGED = "Unchanged"  # a stage that had nothing to do (stable, within rate limits, within bounds)
     SCALE_UP_STABILIZING = "ScaleUpStabilizing"
     SCALE_DOWN_STABILIZING = "ScaleDownStabilizing"
     SCALE_UP_RATE_LIMITED = "ScaleUpRateLimited"
@@ -38,11 +40,21 @@ class Action(StrEnum):
     HOLD = "Hold"
 
 
+class StageName(StrEnum):
+    """The pipeline's steps, in order (as the HPA's: recommend, stabilise, rate-limit, clamp)."""
+
+    RAW = "raw"
+    MARGIN = "margin"
+    STABILIZATION = "stabilization"
+    RATE_LIMIT = "rateLimit"
+    CLAMP = "clamp"
+
+
 @dataclass(frozen=True, slots=True)
 class Stage:
     """One step of the pipeline: the replica count after it, and why it changed (or not)."""
 
-    name: str
+    name: StageName
     replicas: int
     reason: Reason
     message: str

@@ -23,6 +23,13 @@ def ceil_int(value: Decimal) -> int:
 
 
 def fmt_money(value: Decimal | None, places: int = 2) -> str:
+    """Money for people: `$1,234.56`, `-$0.50`, and `-` for an undefined price."""
     if value is None:
         return "-"
-    return f"${quantize(value, places):,}"
+    sign = "-" if value < 0 else ""
+    return f"{sign}${abs(quantize(value, places)):,}"
+
+
+def money_string(value: Decimal, places: int = 2) -> str:
+    """Money for machines (JSON, CSV): a plain decimal string, `1234.56`."""
+    return str(quantize(value, places))

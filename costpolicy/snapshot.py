@@ -41,17 +41,18 @@ class Demand:
 class ReplicaState:
     """Engine replicas as the cluster reports them.
 
-    `desired` is what the Deployment asks for now; `ready` serve traffic; `warming` are scheduled but not ready
+    `current` is what the Deployment asks for now (its spec.replicas, as the HPA and KEDA name it; the decided
+    count is the Decision's `replicas`); `ready` serve traffic; `warming` are scheduled but not ready
     (they cost money and serve nothing); `unschedulable` are Pending for lack of GPUs (no cost, no capacity).
     """
 
-    desired: int
+    current: int
     ready: int
     warming: int = 0
     unschedulable: int = 0
 
     def __post_init__(self) -> None:
-        if min(self.desired, self.ready, self.warming, self.unschedulable) < 0:
+        if min(self.current, self.ready, self.warming, self.unschedulable) < 0:
             raise ValueError("replica counts cannot be negative")
 
     @property

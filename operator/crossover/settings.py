@@ -14,7 +14,7 @@ from crossover.contracts import (
     ENV_ROUTER_IMAGE,
     ENV_ROUTER_REPLICAS,
 )
-from crossover.reconcile.children import RouterSettings
+from crossover.reconcile.children import RouterPodSettings
 
 DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
 DEFAULT_ROUTER_IMAGE = "ghcr.io/crossover-dev/crossover:0.1.0"
@@ -26,7 +26,7 @@ class OperatorConfig:
     interval_seconds: float = 30.0
     rate_window_seconds: int = 120
     metrics_listen: str = "0.0.0.0:9102"
-    router: RouterSettings = field(default_factory=lambda: RouterSettings(image=DEFAULT_ROUTER_IMAGE))
+    router: RouterPodSettings = field(default_factory=lambda: RouterPodSettings(image=DEFAULT_ROUTER_IMAGE))
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -36,7 +36,7 @@ class OperatorConfig:
             interval_seconds=float(env.get(ENV_RECONCILE_INTERVAL, "30")),
             rate_window_seconds=int(env.get(ENV_RATE_WINDOW, "120")),
             metrics_listen=env.get(ENV_METRICS_LISTEN, "0.0.0.0:9102"),
-            router=RouterSettings(
+            router=RouterPodSettings(
                 image=env.get(ENV_ROUTER_IMAGE, DEFAULT_ROUTER_IMAGE),
                 replicas=int(env.get(ENV_ROUTER_REPLICAS, "2")),
                 cluster_role=env.get(ENV_ROUTER_CLUSTER_ROLE, "crossover-router"),

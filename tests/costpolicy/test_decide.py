@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from costpolicy import Action, Demand, PolicyMode, Reason, Recommendation, ReplicaState, Snapshot, decide
+from costpolicy import (
+    Action,
+    Demand,
+    PolicyMode,
+    Reason,
+    Recommendation,
+    ReplicaState,
+    Snapshot,
+    StageName,
+    decide,
+)
 from tests.costpolicy.conftest import NOW, make_spec
 
 D = Decimal
@@ -13,9 +23,9 @@ HIGH = Demand(D(30000), D(6000))  # busy = 1 + 2 = 3 replica-equivalents: 4 repl
 LOW = Demand(D(200), D(40))  # well below the first replica's break-even (~400 tok/s at this mix)
 
 
-def snap(demand: Demand | None, desired: int = 0, ready: int | None = None, **kw: object) -> Snapshot:
-    ready = desired if ready is None else ready
-    return Snapshot(NOW, ReplicaState(desired=desired, ready=ready, **kw), demand)  # type: ignore[arg-type]
+def snap(demand: Demand | None, current: int = 0, ready: int | None = None, **kw: object) -> Snapshot:
+    ready = current if ready is None else ready
+    return Snapshot(NOW, ReplicaState(current=current, ready=ready, **kw), demand)  # type: ignore[arg-type]
 
 
 def test_demand_above_break_even_scales_from_zero_and_spills_while_warming(spec):
@@ -28,7 +38,7 @@ def test_demand_above_break_even_scales_from_zero_and_spills_while_warming(spec)
 
 
 def test_once_ready_the_spill_stops(spec):
-    d = decide(spec, snap(HIGH, desired=4, ready=4), (Recommendation(NOW - timedelta(hours=1), 4),), NOW)
+    d = decide(spec, snap(HIGH, current=4, ready=4), (Recommendation(NOW - timedelta(hours=1), 4),), NOW)
     assert d.replicas == 4
     assert d.spill_fraction == 0
     assert d.action is Action.HOLD
@@ -53,25 +63,25 @@ def test_partial_replica_is_left_to_the_api_when_it_does_not_pay():
     assert decide(spec, snap(demand), (), NOW).replicas == 2
     cheap_api = make_spec(**{"selfHosted.overheadPerMonth": "0", "apiPricing.outputPerMillion": "0.50"})
     # overflow now worth 600 tok/s × $0.5/M = $1.08/h < $2.5/h: pay for one replica, spill the rest
-    d = decide(cheap_api, snap(demand, desired=1), (Recommendation(NOW - timedelta(hours=1), 1),), NOW)
+    d = decide(cheap_api, snap(demand, current=1), (Recommendation(NOW - timedelta(hours=1), 1),), NOW)
     assert d.replicas == 1
     assert d.spill_fraction == D("0.2")
 
 
 def test_saturation_at_max_spills_the_excess():
     spec = make_spec(**{"replicas.max": 2})
-    d = decide(spec, snap(HIGH, desired=2), (Recommendation(NOW - timedelta(hours=1), 4),), NOW)
+    d = decide(spec, snap(HIGH, current=2), (Recommendation(NOW - timedelta(hours=1), 4),), NOW)
     assert d.replicas == 2
     assert d.flags.capacity_limited
     assert "replicas.max reached" in d.message
     assert d.spill_fraction == 1 - D("1.6") / 3
     no_sat = make_spec(**{"replicas.max": 2, "policy.spill.onSaturation": False})
-    assert decide(no_sat, snap(HIGH, desired=2), (), NOW).spill_fraction == 0
+    assert decide(no_sat, snap(HIGH, current=2), (), NOW).spill_fraction == 0
 
 
 def test_scale_down_waits_for_the_window(spec):
     history = (Recommendation(NOW - timedelta(hours=2), 4),)
-    held = decide(spec, snap(LOW, desired=4), history, NOW)
+    held = decide(spec, snap(LOW, current=4), history, NOW)
     assert held.replicas == 4
     assert held.reason is Reason.SCALE_DOWN_STABILIZING
     later = NOW + timedelta(seconds=spec.policy.scale_down_stabilization_seconds + 1)
@@ -81,7 +91,7 @@ def test_scale_down_waits_for_the_window(spec):
 
 
 def test_a_restart_with_no_history_never_scales_down(spec):
-    d = decide(spec, snap(LOW, desired=4), (), NOW)
+    d = decide(spec, snap(LOW, current=4), (), NOW)
     assert d.replicas == 4
     assert d.reason is Reason.SCALE_DOWN_STABILIZING
 
@@ -93,20 +103,33 @@ def test_scale_up_is_rate_limited():
     assert d.recommended_replicas == 12
     assert d.replicas == 4
     assert d.reason is Reason.SCALE_UP_RATE_LIMITED
-    d2 = decide(spec, snap(huge, desired=4), d.history, NOW + timedelta(seconds=30))
+    d2 = decide(spec, snap(huge, current=4), d.history, NOW + timedelta(seconds=30))
     assert d2.replicas == 8  # 100 % of current
 
 
 def test_margin_keeps_a_near_optimal_count():
     spec = make_spec(**{"policy.breakEvenMargin": "0.5", "selfHosted.overheadPerMonth": "0"})
     demand = Demand(D(0), D(5000))  # 1.67 busy: 3 replicas serve all; 2 replicas + spill is close
-    d = decide(spec, snap(demand, desired=2), (Recommendation(NOW - timedelta(hours=1), 2),), NOW)
+    d = decide(spec, snap(demand, current=2), (Recommendation(NOW - timedelta(hours=1), 2),), NOW)
     assert d.replicas == 2
     assert d.reason is Reason.WITHIN_MARGIN
 
 
+def test_each_stage_outcome_has_its_own_reason(spec):
+    """A change beyond the margin, and stages with nothing to do, are not reported as `WithinMargin`."""
+    d = decide(spec, snap(HIGH, current=3), (Recommendation(NOW - timedelta(hours=1), 4),), NOW)
+    assert d.replicas == 4
+    stages = {stage.name: stage for stage in d.stages}
+    assert list(stages) == [StageName.RAW, StageName.MARGIN, StageName.STABILIZATION, StageName.RATE_LIMIT,
+                            StageName.CLAMP]  # fmt: skip
+    assert stages[StageName.MARGIN].reason is Reason.BEYOND_MARGIN
+    for name in (StageName.STABILIZATION, StageName.RATE_LIMIT, StageName.CLAMP):
+        assert stages[name].reason is Reason.UNCHANGED, stages[name]
+    assert Reason.WITHIN_MARGIN not in {stage.reason for stage in d.stages}
+
+
 def test_missing_metrics_hold_replicas_and_say_so(spec):
-    d = decide(spec, snap(None, desired=3), (), NOW)
+    d = decide(spec, snap(None, current=3), (), NOW)
     assert d.replicas == 3
     assert d.reason is Reason.METRICS_UNAVAILABLE
     assert not d.flags.metrics_available
@@ -125,7 +148,7 @@ def test_missing_metrics_keep_the_routing_in_force(spec):
 
 
 def test_unschedulable_pods_count_as_no_capacity(spec):
-    d = decide(spec, snap(HIGH, desired=4, ready=2, unschedulable=2), (Recommendation(NOW, 4),), NOW)
+    d = decide(spec, snap(HIGH, current=4, ready=2, unschedulable=2), (Recommendation(NOW, 4),), NOW)
     assert d.replicas == 4
     assert d.flags.capacity_limited
     assert d.spill_fraction == 1 - D("1.6") / 3
@@ -134,7 +157,7 @@ def test_unschedulable_pods_count_as_no_capacity(spec):
 
 def test_cold_start_spill_can_be_disabled():
     spec = make_spec(**{"policy.spill.onColdStart": False})
-    d = decide(spec, snap(HIGH, desired=4, ready=0, warming=4), (Recommendation(NOW, 4),), NOW)
+    d = decide(spec, snap(HIGH, current=4, ready=0, warming=4), (Recommendation(NOW, 4),), NOW)
     assert d.spill_fraction == 0
 
 
@@ -177,7 +200,7 @@ def test_api_token_limit_makes_self_hosting_take_more():
 
 def test_api_only_keeps_min_and_spills_everything():
     spec = make_spec(**{"policy.mode": "APIOnly", "replicas.min": 1})
-    d = decide(spec, snap(HIGH, desired=1), (), NOW)
+    d = decide(spec, snap(HIGH, current=1), (), NOW)
     assert (d.replicas, d.spill_fraction) == (1, 1)
 
 
@@ -199,12 +222,12 @@ def test_advisory_computes_the_same_but_does_not_actuate(spec):
 
 def test_pinned_replicas_bypass_the_policy():
     spec = make_spec(**{"replicas.pinned": 3})
-    d = decide(spec, snap(LOW, desired=1), (), NOW)
+    d = decide(spec, snap(LOW, current=1), (), NOW)
     assert (d.replicas, d.reason) == (3, Reason.PINNED)
 
 
 def test_costs_are_reported(spec):
-    d = decide(spec, snap(HIGH, desired=4), (Recommendation(NOW, 4),), NOW)
+    d = decide(spec, snap(HIGH, current=4), (Recommendation(NOW, 4),), NOW)
     # API: 30000 × $1 + 6000 × $5 = $0.06/s over 36000 tok/s = $1.6667/Mtok
     assert d.costs.api_per_million_tokens is not None
     assert d.costs.api_per_million_tokens.quantize(D("0.0001")) == D("1.6667")

@@ -12,14 +12,14 @@ import yaml
 
 from costpolicy import Demand
 from crossover.contracts import ENV_API_KEY
-from crossover.reconcile.children import RouterSettings
+from crossover.reconcile.children import RouterPodSettings
 from crossover.reconcile.ports import MetricsReading
 from crossover.reconcile.step import Resource, reconcile
 from tests.operator.fakes import FakeCluster, FakeMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-ROUTER = RouterSettings(image="crossover:test")
+ROUTER = RouterPodSettings(image="crossover:test")
 HIGH = Demand(Decimal(30000), Decimal(6000))  # 0.5 + 3 busy with decode 2000: 5 replicas at 80 %
 
 

@@ -19,7 +19,7 @@ from crossover.contracts import ROUTER_API_SPEND, ROUTER_REQUESTS, ROUTER_TOKENS
 from crossover.router.app import build_router_app
 from crossover.router.metrics import RouterMetrics
 from crossover.router.proxy import RouterSettings
-from crossover.router.state import APITarget, Policy, RouterState
+from crossover.router.state import APITarget, RouterState, RoutingPolicy
 from crossover_lab.emulators.hosted_api import Faults, HostedAPIConfig, build_hosted_api_app
 from crossover_lab.emulators.vllm import VLLMEmulatorConfig, build_vllm_app
 
@@ -61,7 +61,7 @@ class Setup:
     async def start(
         self, mode: str = "CostOptimized", spill: str = "0", available: bool = True, **settings: Any
     ) -> str:
-        self.state.policy = Policy(mode, Decimal(spill), available)
+        self.state.policy = RoutingPolicy(mode, Decimal(spill), available)
         self.state.served_model = "llama"
         app = build_router_app(self.state, RouterSettings(api_key=KEY, **settings), self.metrics)
         self.router = await serve(app)

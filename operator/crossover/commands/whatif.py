@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from costpolicy.money import fmt_money
 
 
 def register(subparsers: Any) -> None:
@@ -59,11 +60,6 @@ def _live_manifest(namespace: str, name: str) -> dict[str, Any]:
     return {"apiVersion": found["apiVersion"], "kind": found["kind"], "metadata": {"name": name}, "spec": found["spec"]}
 
 
-def _money(value: Decimal) -> str:
-    sign = "-" if value < 0 else ""
-    return f"{sign}${abs(value).quantize(Decimal('0.01')):,}"
-
-
 def run(args: argparse.Namespace) -> int:
     from crossover.manifest import ManifestError
     from crossover.sim.model import Demands, SimConfig, run_policy
@@ -101,12 +97,12 @@ def run(args: argparse.Namespace) -> int:
     )
     for label, (_, result) in results.items():
         print(
-            f"  {label:13} {_money(result.total):>12}  (replicas {_money(result.replicas)}, overhead "
-            f"{_money(result.overhead)}, API {_money(result.api)}; late {result.late_fraction:.3%})"
+            f"  {label:13} {fmt_money(result.total):>12}  (replicas {fmt_money(result.replicas)}, overhead "
+            f"{fmt_money(result.overhead)}, API {fmt_money(result.api)}; late {result.late_fraction:.3%})"
         )
     before, after = results["live spec"][1].total, results["changed spec"][1].total
     relative = f" ({(after - before) / before * 100:+.1f} %)" if before > 0 else ""
-    print(f"  {'difference':13} {_money(after - before):>12}{relative}")
+    print(f"  {'difference':13} {fmt_money(after - before):>12}{relative}")
     if args.plot is not None:
         from crossover.sim.outputs import plot
 

@@ -33,7 +33,7 @@ class Owner:
 
 
 @dataclass(frozen=True)
-class RouterSettings:
+class RouterPodSettings:
     """Operator-wide settings for the router pods it deploys (from the Helm values)."""
 
     image: str
@@ -147,7 +147,7 @@ def engine_service(owner: Owner, spec: InferenceDeploymentSpec) -> dict[str, Any
     }
 
 
-def router_deployment(owner: Owner, spec: InferenceDeploymentSpec, settings: RouterSettings) -> dict[str, Any]:
+def router_deployment(owner: Owner, spec: InferenceDeploymentSpec, settings: RouterPodSettings) -> dict[str, Any]:
     env: list[dict[str, Any]] = []
     ref = spec.api.credentials_secret_ref
     if ref is not None:
@@ -212,7 +212,7 @@ def router_service_account(owner: Owner) -> dict[str, Any]:
     }
 
 
-def router_role_binding(owner: Owner, settings: RouterSettings) -> dict[str, Any]:
+def router_role_binding(owner: Owner, settings: RouterPodSettings) -> dict[str, Any]:
     """Lets this router read its InferenceDeployment and the engine's EndpointSlices, in this namespace only."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -223,7 +223,7 @@ def router_role_binding(owner: Owner, settings: RouterSettings) -> dict[str, Any
     }
 
 
-def children(owner: Owner, spec: InferenceDeploymentSpec, settings: RouterSettings) -> list[dict[str, Any]]:
+def children(owner: Owner, spec: InferenceDeploymentSpec, settings: RouterPodSettings) -> list[dict[str, Any]]:
     """Every child, engine Deployment first (it is the one the scaler needs)."""
     return [
         engine_deployment(owner, spec),

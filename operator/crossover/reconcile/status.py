@@ -12,10 +12,6 @@ from crossover.api.v1alpha1 import DecisionRecord, InferenceDeploymentStatus, Re
 HISTORY_LENGTH = 10
 
 
-def money(value: Decimal | None, places: int = 4) -> str | None:
-    return None if value is None else str(quantize(value, places))
-
-
 def decision_record(decision: Decision) -> DecisionRecord:
     return DecisionRecord(
         time=decision.time,

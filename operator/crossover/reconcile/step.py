@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from costpolicy import Decision, ReplicaState, Snapshot, decide
+from costpolicy.money import quantize
 from costpolicy.spec import PolicyMode
 from crossover.api.v1alpha1 import (
     CostStatus,
@@ -28,13 +29,12 @@ from crossover.api.v1alpha1 import (
 from crossover.contracts import Component, engine_name, selector_string
 from crossover.manifest import describe_validation_error
 from crossover.reconcile import conditions as cond
-from crossover.reconcile.children import Owner, RouterSettings, children
+from crossover.reconcile.children import Owner, RouterPodSettings, children
 from crossover.reconcile.ports import Cluster, EngineState, Metrics, MetricsReading
 from crossover.reconcile.routing import routing_status
 from crossover.reconcile.status import (
     decision_record,
     dump,
-    money,
     next_history,
     percent,
     recommendations_from_status,
@@ -71,7 +71,9 @@ class Resource:
     status: dict[str, Any]
 
 
-def reconcile(resource: Resource, cluster: Cluster, metrics: Metrics, router: RouterSettings, now: datetime) -> Outcome:
+def reconcile(
+    resource: Resource, cluster: Cluster, metrics: Metrics, router: RouterPodSettings, now: datetime
+) -> Outcome:
     previous = _previous_status(resource.status)
     try:
         spec = InferenceDeploymentSpec.model_validate(resource.spec)
@@ -112,7 +114,7 @@ def _ensure_children(
     spec: InferenceDeploymentSpec,
     previous: InferenceDeploymentStatus,
     cluster: Cluster,
-    router: RouterSettings,
+    router: RouterPodSettings,
 ) -> EngineState:
     manifests = children(owner, spec, router)
     engine = cluster.engine_state(owner.namespace, owner.name)
@@ -137,7 +139,7 @@ def _snapshot(
     return Snapshot(
         observed_at=reading.observed_at or now,
         replicas=ReplicaState(
-            desired=engine.replicas, ready=engine.ready, warming=engine.warming, unschedulable=engine.unschedulable
+            current=engine.replicas, ready=engine.ready, warming=engine.warming, unschedulable=engine.unschedulable
         ),
         demand=reading.demand,
         api_spend_this_month=reading.api_spend_this_month,
@@ -258,12 +260,10 @@ def _status(
             input_tokens_per_second=_round(demand.input_tps), output_tokens_per_second=_round(demand.output_tps)
         ),
         cost=CostStatus(
-            self_hosted_per_million_tokens=_money(costs.self_hosted_per_million_tokens),
-            api_per_million_tokens=_money(costs.api_per_million_tokens),
+            self_hosted_per_million_tokens=_status_amount(costs.self_hosted_per_million_tokens),
+            api_per_million_tokens=_status_amount(costs.api_per_million_tokens),
             break_even_tokens_per_second=_round(costs.break_even_tokens_per_second),
-            hourly=HourlyCost(
-                self_hosted=_money(costs.self_hosted_hourly) or Decimal(0), api=_money(costs.api_hourly) or Decimal(0)
-            ),
+            hourly=HourlyCost(self_hosted=quantize(costs.self_hosted_hourly), api=quantize(costs.api_hourly)),
         )
         if decision.flags.metrics_available
         else previous.cost,
@@ -286,9 +286,9 @@ def _routing(
     )
 
 
-def _money(value: Decimal | None) -> Decimal | None:
-    text = money(value)
-    return None if text is None else Decimal(text)
+def _status_amount(value: Decimal | None) -> Decimal | None:
+    """Status carries four decimal places."""
+    return None if value is None else quantize(value)
 
 
 def _round(value: Decimal | None) -> Decimal | None:

@@ -20,7 +20,7 @@ from costpolicy.spec import APIPricing
 from crossover.addressing import AddressMap
 from crossover.api.v1alpha1 import RoutingStatus
 from crossover.contracts import GROUP, PLURAL, VERSION
-from crossover.router.state import APITarget, Policy, RouterState
+from crossover.router.state import APITarget, RouterState, RoutingPolicy
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def apply_resource(state: RouterState, resource: dict[str, Any]) -> None:
     created = (resource.get("metadata") or {}).get("creationTimestamp")
     with contextlib.suppress(TypeError, ValueError):
         state.model_created = int(datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp())
-    state.policy = Policy(
+    state.policy = RoutingPolicy(
         mode=routing.mode,
         spill_fraction=min(max(routing.spill_fraction, Decimal(0)), Decimal(1)),
         api_available=routing.api_available,

@@ -26,7 +26,7 @@ class APITarget:
 
 
 @dataclass(frozen=True)
-class Policy:
+class RoutingPolicy:
     mode: str = PolicyMode.COST_OPTIMIZED
     spill_fraction: Decimal = Decimal(0)
     api_available: bool = True  # False: the operator says the budget is spent or the provider throttles
@@ -54,7 +54,7 @@ class QueueFull(Exception):
 
 @dataclass
 class RouterState:
-    policy: Policy | None = None  # None until the first read of the resource: not ready
+    policy: RoutingPolicy | None = None  # None until the first read of the resource: not ready
     api: APITarget | None = None
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # Ready pods, by identity
     served_model: str | None = None  # what /v1/models lists: the model name clients use

@@ -72,14 +72,14 @@ class View:
 
     t: float
     observed: tuple[float, float] | None  # (input, output) tokens/s from "Prometheus"; None: no data yet
-    desired: int
+    current: int  # the replica count asked for now (the Deployment's spec.replicas)
     ready: int
     warming: int
     api_spend: Decimal
     spill_fraction: Decimal
 
 
-class Policy(Protocol):
+class ScalingPolicy(Protocol):
     name: str
     spills: bool
 
@@ -202,11 +202,11 @@ def step_costs(
     return replicas, overhead, api
 
 
-def simulate(spec: CostSpec, demands: Demands, policy: Policy) -> Result:
+def simulate(spec: CostSpec, demands: Demands, policy: ScalingPolicy) -> Result:
     dt = demands.config.control_interval_s
     cold = float(spec.cold_start_seconds)
     ready_at: list[float] = [-math.inf] * policy.initial(spec)  # initial replicas are up already
-    desired = len(ready_at)
+    current = len(ready_at)
     steps: list[Step] = []
     events = 0
     spend = Decimal(0)
@@ -216,17 +216,17 @@ def simulate(spec: CostSpec, demands: Demands, policy: Policy) -> Result:
         din, dout = demands.rate(k)
         t = k * dt
         ready = sum(1 for r in ready_at if r <= t)
-        view = View(t, demands.observed(k), desired, ready, len(ready_at) - ready, spend, spill)
+        view = View(t, demands.observed(k), current, ready, len(ready_at) - ready, spend, spill)
         wanted, reason = policy.decide(view)
         wanted = max(0, min(spec.replicas.max, wanted))
-        if wanted != desired:
+        if wanted != current:
             events += k >= 0
-            desired = wanted
-        while len(ready_at) < desired:
+            current = wanted
+        while len(ready_at) < current:
             ready_at.append(t + cold)
-        if len(ready_at) > desired:
+        if len(ready_at) > current:
             ready_at.sort()  # warming ones (latest ready time) go first
-            del ready_at[desired:]
+            del ready_at[current:]
         ready = sum(1 for r in ready_at if r <= t)
         share = serve(spec, ready, din, dout)
         rest_in, rest_out = din * (1 - share), dout * (1 - share)
@@ -271,14 +271,14 @@ class CostAware:
         )
         snapshot = Snapshot(
             observed_at=now,
-            replicas=ReplicaState(desired=view.desired, ready=view.ready, warming=view.warming),
+            replicas=ReplicaState(current=view.current, ready=view.ready, warming=view.warming),
             demand=demand,
             api_spend_this_month=view.api_spend,
             current_spill_fraction=view.spill_fraction,
         )
         decision = decide(self.spec, snapshot, self.history, now)
         self.history = decision.history
-        return (decision.replicas if decision.actuate else view.desired), decision.reason.value
+        return (decision.replicas if decision.actuate else view.current), decision.reason.value
 
 
 @dataclass
@@ -326,19 +326,19 @@ class HPAUtil:
     def decide(self, view: View) -> tuple[int, str]:
         floor = max(1, self.spec.replicas.min)
         if view.observed is None or view.ready == 0:
-            return max(view.desired, floor), "NoMetrics"
+            return max(view.current, floor), "NoMetrics"
         utilisation = FloatPrices.of(self.spec).busy_replicas(*view.observed) / view.ready
         ratio = utilisation / float(self.spec.policy.target_utilization)
-        raw = view.desired if abs(ratio - 1) <= self.tolerance else math.ceil(view.desired * ratio)
+        raw = view.current if abs(ratio - 1) <= self.tolerance else math.ceil(view.current * ratio)
         raw = max(floor, min(self.spec.replicas.max, raw))
         self.recommendations = [(t, r) for t, r in self.recommendations if t > view.t - self.down_window_s]
         self.recommendations.append((view.t, raw))
-        stabilised = max(r for _, r in self.recommendations) if raw < view.desired else raw
-        limit = max(2 * view.desired, view.desired + 4)  # per 15 s; generous for a 30 s step
+        stabilised = max(r for _, r in self.recommendations) if raw < view.current else raw
+        limit = max(2 * view.current, view.current + 4)  # per 15 s; generous for a 30 s step
         return min(stabilised, limit), "Utilization"
 
 
-def make_policy(name: str, spec: CostSpec, demands: Demands) -> Policy:
+def make_policy(name: str, spec: CostSpec, demands: Demands) -> ScalingPolicy:
     if name == "cost-aware":
         return CostAware(spec)
     if name == "api-only":

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from costpolicy import pricing
+from costpolicy.money import money_string
 from costpolicy.pricing import FloatPrices
 from costpolicy.spec import CostSpec
 from crossover.extras import missing
@@ -21,21 +22,17 @@ COLUMNS = (
 EXTRA = ("cost_replicas", "cost_overhead", "cost_api", "reason")
 
 
-def money(value: Decimal) -> str:
-    return str(value.quantize(Decimal("0.01")))
-
-
 def summary(spec: CostSpec, result: Result, optimum: Result | None = None) -> dict[str, Any]:
     served = result.tokens("self") + result.tokens("api")
     per_million = pricing.per_million(result.total, to_decimal(served))
     out: dict[str, Any] = {
         "policy": result.policy,
         "cost": {
-            "total": money(result.total),
-            "replicas": money(result.replicas),
-            "fixedOverhead": money(result.overhead),
-            "api": money(result.api),
-            "effective": money(result.effective(spec)),
+            "total": money_string(result.total),
+            "replicas": money_string(result.replicas),
+            "fixedOverhead": money_string(result.overhead),
+            "api": money_string(result.api),
+            "effective": money_string(result.effective(spec)),
         },
         "costPerMillionTokens": str(per_million.quantize(Decimal("0.0001"))) if per_million is not None else None,
         "lateTokenFraction": round(result.late_fraction, 6),

@@ -31,6 +31,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
+from costpolicy.money import fmt_money, money_string
 from costpolicy.pricing import FloatPrices, api_bill, overhead_per_hour, replica_cost_per_hour
 from costpolicy.spec import CostSpec
 from crossover.api.v1alpha1 import InferenceDeployment
@@ -139,20 +140,17 @@ class Outcome:
     compress: Decimal
 
     def ledger(self) -> dict[str, Any]:
-        def money(value: Decimal) -> str:
-            return str(value.quantize(Decimal("0.01")))
-
         return {
-            "liveDollars": money(self.live.total),
+            "liveDollars": money_string(self.live.total),
             "live": {
-                "replicas": money(self.live.replicas),
-                "overhead": money(self.live.overhead),
-                "api": money(self.live.api),
+                "replicas": money_string(self.live.replicas),
+                "overhead": money_string(self.live.overhead),
+                "api": money_string(self.live.api),
             },
-            "simulatedDollars": money(self.simulated.total),
-            "optimumDollars": money(self.optimum.total),
-            "apiOnlyDollars": money(self.api_only),
-            "staticPeakDollars": money(self.static_peak.total),
+            "simulatedDollars": money_string(self.simulated.total),
+            "optimumDollars": money_string(self.optimum.total),
+            "apiOnlyDollars": money_string(self.api_only),
+            "staticPeakDollars": money_string(self.static_peak.total),
             "staticPeakReplicas": self.static_peak.steps[0].replicas_billed if self.static_peak.steps else 0,
             "liveVsSimulated": str(self.live_vs_simulated.quantize(Decimal("0.001"))),
             "requests": self.requests,
@@ -578,9 +576,6 @@ def replay(options: ReplayOptions, view: Any = None, on_ready: Any = None) -> tu
 
 
 def summary_line(outcome: Outcome) -> str:
-    def money(value: Decimal) -> str:
-        return f"${value.quantize(Decimal('0.01')):,}"
-
     def versus(ours: Decimal, theirs: Decimal) -> str:
         if theirs <= 0:
             return "compared with"
@@ -591,8 +586,9 @@ def summary_line(outcome: Outcome) -> str:
     static = outcome.static_peak
     replicas = static.steps[0].replicas_billed if static.steps else 0
     return (
-        f"crossover spent {money(live)}: {versus(live, outcome.api_only)} API-only ({money(outcome.api_only)}), "
-        f"{versus(live, static.total)} a static peak fleet of {replicas} ({money(static.total)}); simulated "
-        f"{money(outcome.simulated.total)}, offline optimum {money(outcome.optimum.total)}; "
+        f"crossover spent {fmt_money(live)}: {versus(live, outcome.api_only)} API-only "
+        f"({fmt_money(outcome.api_only)}), "
+        f"{versus(live, static.total)} a static peak fleet of {replicas} ({fmt_money(static.total)}); simulated "
+        f"{fmt_money(outcome.simulated.total)}, offline optimum {fmt_money(outcome.optimum.total)}; "
         f"{outcome.failed} of {outcome.requests} requests failed"
     )

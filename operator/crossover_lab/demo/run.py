@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
+from costpolicy.money import fmt_money
 from crossover_lab.demo.replay import Outcome, ReplayOptions, Run, replay, summary_line
 from crossover_lab.demo.view import progress_printer, rich_view
 
@@ -47,9 +47,6 @@ def write_report(options: DemoOptions, run: Run, outcome: Outcome) -> Path:
     live = outcome.live
     k = options.replay.compress
 
-    def money(value: Decimal) -> str:
-        return f"${value.quantize(Decimal('0.01')):,}"
-
     static = outcome.static_peak
     replicas = static.steps[0].replicas_billed if static.steps else 0
     lines = [
@@ -65,15 +62,17 @@ def write_report(options: DemoOptions, run: Run, outcome: Outcome) -> Path:
         "",
         "| | total | replicas | fixed overhead | API |",
         "|---|---:|---:|---:|---:|",
-        f"| crossover, measured in the lab | {money(live.total)} | {money(live.replicas)} | {money(live.overhead)} | "
-        f"{money(live.api)} |",
-        f"| crossover, simulated | {money(outcome.simulated.total)} | {money(outcome.simulated.replicas)} | "
-        f"{money(outcome.simulated.overhead)} | {money(outcome.simulated.api)} |",
-        f"| offline optimum (clairvoyant) | {money(outcome.optimum.total)} | {money(outcome.optimum.replicas)} | "
-        f"{money(outcome.optimum.overhead)} | {money(outcome.optimum.api)} |",
-        f"| API only | {money(outcome.api_only)} | - | - | {money(outcome.api_only)} |",
-        f"| static peak fleet ×{replicas} | {money(static.total)} | {money(static.replicas)} | "
-        f"{money(static.overhead)} | - |",
+        f"| crossover, measured in the lab | {fmt_money(live.total)} | {fmt_money(live.replicas)} | "
+        f"{fmt_money(live.overhead)} | "
+        f"{fmt_money(live.api)} |",
+        f"| crossover, simulated | {fmt_money(outcome.simulated.total)} | {fmt_money(outcome.simulated.replicas)} | "
+        f"{fmt_money(outcome.simulated.overhead)} | {fmt_money(outcome.simulated.api)} |",
+        f"| offline optimum (clairvoyant) | {fmt_money(outcome.optimum.total)} | "
+        f"{fmt_money(outcome.optimum.replicas)} | "
+        f"{fmt_money(outcome.optimum.overhead)} | {fmt_money(outcome.optimum.api)} |",
+        f"| API only | {fmt_money(outcome.api_only)} | - | - | {fmt_money(outcome.api_only)} |",
+        f"| static peak fleet ×{replicas} | {fmt_money(static.total)} | {fmt_money(static.replicas)} | "
+        f"{fmt_money(static.overhead)} | - |",
         "",
         "Measured: replica time from each engine pod's lifetime on the API server (scheduled to deleted, warming "
         "included), API dollars from the router's spend counter, overhead while at least one replica existed. "

@@ -8,13 +8,10 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
+from costpolicy.money import fmt_money
 from crossover_lab.demo.replay import ReplayOptions, Run
 
 View = Callable[[Run, float, float], None]
-
-
-def _money(value: Decimal) -> str:
-    return f"${value.quantize(Decimal('0.01')):,}"
 
 
 def _screen(run: Run, options: ReplayOptions, elapsed: float, expected: float) -> Any:
@@ -49,7 +46,7 @@ def _screen(run: Run, options: ReplayOptions, elapsed: float, expected: float) -
         "$/Mtok",
         f"self-hosted {cost.get('selfHostedPerMillionTokens', '-')}  API {cost.get('apiPerMillionTokens', '-')}",
     )
-    table.add_row("API spend so far", _money(last.spend if last else Decimal(0)))
+    table.add_row("API spend so far", fmt_money(last.spend if last else Decimal(0)))
     failed = run.failed
     table.add_row("requests", f"{len(run.results)}/{len(options.workload.requests)} done, {failed} failed")
     decisions = "\n".join(run.decisions[-8:]) or "(waiting for the first decision)"
@@ -84,7 +81,7 @@ def progress_printer(options: ReplayOptions, every: float = 10.0) -> Iterator[Vi
         print(
             f"{elapsed:5.0f}/{expected:.0f} s (trace {elapsed * float(options.compress) / 3600:.2f} h)  "
             f"pods {sample.billed if sample else 0} (ready {sample.ready if sample else 0})  "
-            f"API {_money(sample.spend if sample else Decimal(0))}  "
+            f"API {fmt_money(sample.spend if sample else Decimal(0))}  "
             f"requests {len(run.results)}/{len(options.workload.requests)} ({run.failed} failed)",
             flush=True,
         )
