@@ -142,11 +142,26 @@ class Direction(StrEnum):
     OUTPUT = "output"
 
 
+# ---- the operator's cost ledger metric (dashboards read it) ------------------------------------------------------
+
+COST_DOLLARS = "crossover_cost_dollars"  # month-to-date dollars per InferenceDeployment, a counter (`_total`)
+BASIS_LABEL = "basis"
+
+
+class Basis(StrEnum):
+    """Label `basis` of the cost counter: what was spent, and what the same tokens would have cost on the API."""
+
+    ACTUAL = "actual"
+    API_ONLY = "api_only"
+
+
 __all__ = [
     "API_VERSION",
     "BACKEND_LABEL",
+    "BASIS_LABEL",
     "CODE_LABEL",
     "COMPONENT_LABEL",
+    "COST_DOLLARS",
     "DIRECTION_LABEL",
     "ENV_ADDRESS_MAP",
     "ENV_API_KEY",
@@ -181,6 +196,7 @@ __all__ = [
     "STATUS_LABEL",
     "VERSION",
     "Backend",
+    "Basis",
     "Component",
     "Direction",
     "Outcome",

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import kopf
@@ -17,11 +18,12 @@ from kubernetes import client, config
 
 from crossover.adapters.kubernetes_cluster import KubernetesCluster
 from crossover.adapters.prometheus_metrics import PrometheusMetrics
-from crossover.contracts import GROUP, PLURAL, VERSION
+from crossover.contracts import GROUP, PLURAL, VERSION, Basis
 from crossover.operator_metrics import (
     COST_PER_MTOK,
     DECISIONS,
     DESIRED_REPLICAS,
+    LEDGER,
     RECONCILE_ERRORS,
     RECONCILE_SECONDS,
     SPILL_FRACTION,
@@ -127,8 +129,16 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
         with state["guard"]:
             state["latest"].pop(body.metadata.uid, None)
             state["locks"].pop(f"{body.metadata.namespace}/{body.metadata.name}", None)
+        LEDGER.forget(body.metadata.namespace or "", body.metadata.name or "")
 
     return registry
+
+
+def ledger_values(status: dict[str, Any]) -> dict[Basis, Decimal]:
+    """The month-to-date figures of a status, by basis; unknown ones are left out."""
+    ledger = (status.get("cost") or {}).get("ledger") or {}
+    found = {Basis.ACTUAL: ledger.get("actual"), Basis.API_ONLY: ledger.get("apiOnly")}
+    return {basis: Decimal(value) for basis, value in found.items() if value is not None}
 
 
 def _publish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
@@ -140,10 +150,11 @@ def _publish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
         patch.status[key] = value
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    ns, name = body.metadata.namespace or "", body.metadata.name or ""
+    LEDGER.set(ns, name, ledger_values(outcome.status))
     decision = outcome.decision
     if decision is None:
         return
-    ns, name = body.metadata.namespace or "", body.metadata.name or ""
     DECISIONS.labels(reason=decision.reason.value, action=decision.action.value).inc()
     DESIRED_REPLICAS.labels(ns, name).set(decision.replicas)
     SPILL_FRACTION.labels(ns, name).set(float(decision.spill_fraction))  # metrics are floats by nature

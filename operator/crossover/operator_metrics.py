@@ -2,9 +2,53 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from crossover.contracts import BASIS_LABEL, COST_DOLLARS, Basis
 
 REGISTRY = CollectorRegistry()
+
+
+class LedgerCollector(Collector):
+    """`crossover_cost_dollars_total{namespace, name, basis}`: each resource's month-to-date ledger as status has it.
+
+    Values come from status (which is derived from counters and survives restarts), not from increments in this
+    process, so a restarted operator exposes the same figures at once. They restart from zero each month, which
+    Prometheus' increase() and rate() read as a counter reset. A basis that is unknown is not exposed (never 0)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[tuple[str, str], dict[Basis, Decimal]] = {}
+
+    def set(self, namespace: str, name: str, values: dict[Basis, Decimal]) -> None:
+        with self._lock:
+            self._values[(namespace, name)] = dict(values)
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._values.pop((namespace, name), None)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            COST_DOLLARS,
+            "Month-to-date dollars per InferenceDeployment: actual spend, and the same tokens at API prices",
+            labels=["namespace", "name", BASIS_LABEL],
+        )
+        with self._lock:
+            for (namespace, name), values in sorted(self._values.items()):
+                for basis, dollars in values.items():
+                    family.add_metric([namespace, name, basis.value], float(dollars))  # exposition is float
+        yield family
+
+
+LEDGER = LedgerCollector()
+REGISTRY.register(LEDGER)
 
 DECISIONS = Counter(
     "crossover_operator_decisions", "Decisions taken, by reason and action", ["reason", "action"], registry=REGISTRY

@@ -139,6 +139,12 @@ def families(window: str, month_seconds: int) -> dict[str, list[Term]]:
             f"sum by ({_by()}) (increase({total(ROUTER_API_SPEND)}{{{router}}}[{month_seconds}s]))",
         ),
         Term(
+            "tokens.month",
+            f'sum by ({_by(DIRECTION)}) (increase({TOKENS}{{{router},{OUTCOME_LABEL}="{Outcome.OK}"}}'
+            f"[{month_seconds}s]))",
+            (DIRECTION,),
+        ),
+        Term(
             "throttled",
             f'sum by ({_by()}) (increase({total(ROUTER_REQUESTS)}{{{router},{BACKEND_LABEL}="{Backend.API}",'
             f'{OUTCOME_LABEL}="{Outcome.THROTTLED}"}}[{window}]))',
@@ -211,6 +217,7 @@ def reading(values: Slice, kind: EngineKind, window: str) -> MetricsReading:
         demand=demand,
         observed_at=observed,
         api_spend_this_month=spend if spend is not None and spend.is_finite() and spend >= 0 else None,
+        tokens_this_month=_month_tokens(values),
         api_throttled=throttled is not None and throttled.is_finite() and throttled > 0,
         signals={
             k: v
@@ -218,6 +225,16 @@ def reading(values: Slice, kind: EngineKind, window: str) -> MetricsReading:
             if (v := values.get(k)) is not None and v.is_finite()
         },
     )
+
+
+def _month_tokens(values: Slice) -> tuple[Decimal, Decimal] | None:
+    """(input, output) tokens the router served this month; a direction never counted is 0 if the other was."""
+    found = {d: values.get(f"tokens.month/{d}") for d in (INPUT, OUTPUT)}
+    if all(v is None for v in found.values()):
+        return None
+    if any(v is not None and (not v.is_finite() or v < 0) for v in found.values()):
+        return None
+    return found[INPUT] or Decimal(0), found[OUTPUT] or Decimal(0)
 
 
 def _demand(

@@ -51,6 +51,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Live API cost per million tokens at the current input/output mix",
     },
     {
+        "name": "Saved",
+        "type": "string",
+        "jsonPath": ".status.cost.ledger.saved",
+        "description": "Dollars saved this month against serving the same tokens on the API alone",
+    },
+    {
         "name": "Reason",
         "type": "string",
         "jsonPath": ".status.lastDecision.reason",

@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from costpolicy.spec import (
@@ -176,11 +176,38 @@ class HourlyCost(StatusModel):
     api: NonNegativeDecimal
 
 
+SignedDecimal = Annotated[
+    Decimal,
+    WithJsonSchema({"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "description": "a decimal string"}),
+]
+
+
+class CostLedger(StatusModel):
+    """Month-to-date dollars: what crossover spent, and what the same tokens would have cost on the API alone.
+
+    Replica and overhead dollars accumulate from status (the replicas that existed since the last reconcile, at the
+    prices then in force), API dollars and the API-only figure come from the router's counters in Prometheus
+    (`increase()` over the month), so an operator restart loses nothing. API-side figures are absent while unknown.
+    """
+
+    month: str = Field(description="The calendar month (UTC) these figures cover, YYYY-MM.")
+    as_of: datetime = Field(description="When replica time was last added.")
+    replica_hours: NonNegativeDecimal = Field(description="Engine replica-hours this month, warming included.")
+    self_hosted: NonNegativeDecimal = Field(description="Replica and fixed-overhead dollars this month.")
+    api: NonNegativeDecimal | None = Field(default=None, description="Dollars spent on the API this month.")
+    actual: NonNegativeDecimal | None = Field(default=None, description="selfHosted + api.")
+    api_only: NonNegativeDecimal | None = Field(
+        default=None, description="The month's served tokens at API prices: the bill without crossover."
+    )
+    saved: SignedDecimal | None = Field(default=None, description="apiOnly - actual (negative: crossover cost more).")
+
+
 class CostStatus(StatusModel):
     self_hosted_per_million_tokens: NonNegativeDecimal | None = None
     api_per_million_tokens: NonNegativeDecimal | None = None
     break_even_tokens_per_second: NonNegativeDecimal | None = None
     hourly: HourlyCost | None = None
+    ledger: CostLedger | None = None
 
 
 class DecisionRecord(StatusModel):

@@ -29,6 +29,7 @@ class MetricsReading:
     demand: Demand | None
     observed_at: datetime | None
     api_spend_this_month: Decimal | None = None
+    tokens_this_month: tuple[Decimal, Decimal] | None = None  # (input, output) the router served, month to date
     api_throttled: bool = False
     error: str | None = None
     signals: dict[str, Decimal] = field(default_factory=dict)

@@ -18,6 +18,7 @@ from costpolicy import Decision, ReplicaState, Snapshot, decide
 from costpolicy.money import quantize
 from costpolicy.spec import PolicyMode
 from crossover.api.v1alpha1 import (
+    CostLedger,
     CostStatus,
     DemandStatus,
     HourlyCost,
@@ -30,6 +31,7 @@ from crossover.contracts import Component, engine_name, selector_string
 from crossover.manifest import describe_validation_error
 from crossover.reconcile import conditions as cond
 from crossover.reconcile.children import Owner, RouterPodSettings, children
+from crossover.reconcile.ledger import next_ledger
 from crossover.reconcile.ports import Cluster, EngineState, Metrics, MetricsReading
 from crossover.reconcile.routing import routing_status
 from crossover.reconcile.status import (
@@ -259,18 +261,34 @@ def _status(
         else DemandStatus(
             input_tokens_per_second=_round(demand.input_tps), output_tokens_per_second=_round(demand.output_tps)
         ),
-        cost=CostStatus(
-            self_hosted_per_million_tokens=_status_amount(costs.self_hosted_per_million_tokens),
-            api_per_million_tokens=_status_amount(costs.api_per_million_tokens),
-            break_even_tokens_per_second=_round(costs.break_even_tokens_per_second),
-            hourly=HourlyCost(self_hosted=quantize(costs.self_hosted_hourly), api=quantize(costs.api_hourly)),
-        )
-        if decision.flags.metrics_available
-        else previous.cost,
+        cost=(
+            CostStatus(
+                self_hosted_per_million_tokens=_status_amount(costs.self_hosted_per_million_tokens),
+                api_per_million_tokens=_status_amount(costs.api_per_million_tokens),
+                break_even_tokens_per_second=_round(costs.break_even_tokens_per_second),
+                hourly=HourlyCost(self_hosted=quantize(costs.self_hosted_hourly), api=quantize(costs.api_hourly)),
+            )
+            if decision.flags.metrics_available
+            else (previous.cost or CostStatus())
+        ).model_copy(update={"ledger": _ledger(spec, previous, reading, now)}),
         last_decision=decision_record(decision),
         history=next_history(previous.history, decision),
         recommendations=recommendations_to_status(decision.history),
         conditions=merged,
+    )
+
+
+def _ledger(
+    spec: InferenceDeploymentSpec, previous: InferenceDeploymentStatus, reading: MetricsReading, now: datetime
+) -> CostLedger:
+    """Month to date; the replicas billed since the last reconcile are those the previous status saw."""
+    return next_ledger(
+        previous.cost.ledger if previous.cost is not None else None,
+        previous.replicas.ready + previous.replicas.warming,
+        spec.cost_spec(),
+        reading.api_spend_this_month,
+        reading.tokens_this_month,
+        now,
     )
 
 
