@@ -183,12 +183,7 @@ SignedDecimal = Annotated[
 
 
 class CostLedger(StatusModel):
-    """Month-to-date dollars: what crossover spent, and what the same tokens would have cost on the API alone.
-
-    Replica and overhead dollars accumulate from status (the replicas that existed since the last reconcile, at the
-    prices then in force), API dollars and the API-only figure come from the router's counters in Prometheus
-    (`increase()` over the month), so an operator restart loses nothing. API-side figures are absent while unknown.
-    """
+    """Month-to-date dollars: spent, and what the same tokens would have cost on the API alone (see the docs)."""
 
     month: str = Field(description="The calendar month (UTC) these figures cover, YYYY-MM.")
     as_of: datetime = Field(description="When replica time was last added.")
