@@ -52,13 +52,6 @@ class BreakEven:
         return self.points[0] if self.points else None
 
 
-def calls_per_month_to_break_even(monthly_cost: Decimal, cost_per_call: Decimal) -> Decimal:
-    """Calls a month whose API bill equals `monthly_cost` (the classic spreadsheet figure)."""
-    if cost_per_call <= 0:
-        raise ValueError("cost per call must be greater than zero")
-    return monthly_cost / cost_per_call
-
-
 def tokens_per_day(tokens_per_second: Decimal) -> Decimal:
     return tokens_per_second * SECONDS_PER_DAY
 

@@ -71,4 +71,3 @@ class Snapshot:
     api_spend_this_month: Decimal | None = None
     api_throttled: bool = False
     current_spill_fraction: Decimal | None = None  # the routing in force, kept when metrics are missing
-    extras: dict[str, Decimal] = field(default_factory=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from costpolicy import Demand
+from costpolicy.spec import NON_NEGATIVE_PATTERN
 from crossover.contracts import ENV_API_KEY
 from crossover.reconcile.children import RouterPodSettings
 from crossover.reconcile.ports import MetricsReading
@@ -212,17 +214,50 @@ def test_restart_mid_scale_does_not_scale_down():
     assert status["recommendations"]  # what made that possible
 
 
-def test_no_secret_values_in_status_or_events(monkeypatch):
-    monkeypatch.setenv("CROSSOVER_API_KEY", "sk-very-secret")
+def test_no_secret_values_in_children_status_or_events():
+    """The provider key lives in its Secret; the router gets it by reference, never by value."""
     cluster = FakeCluster()
+    secret = {
+        "kind": "Secret",
+        "metadata": {"namespace": "ml", "name": "provider-key"},
+        "data": {"apiKey": "c2stdmVyeS1zZWNyZXQ="},
+    }
+    cluster.create(secret)  # sk-very-secret, base64 as the API server stores it
     out = run(cluster, FakeMetrics(reading()))
-    text = json.dumps(out.status) + " ".join(e.message for e in out.events) + json.dumps(list(cluster.objects.items()))
-    assert "sk-very-secret" not in text
+    owned = [obj for key, obj in cluster.objects.items() if key[0] != "Secret"]
+    text = json.dumps(out.status) + " ".join(e.message for e in out.events) + json.dumps(owned)
+    assert "c2stdmVyeS1zZWNyZXQ=" not in text and "sk-very-secret" not in text
+    router = cluster.objects[("Deployment", "ml", "llama-8b-router")]["spec"]["template"]["spec"]["containers"][0]
+    assert all("value" not in env for env in router["env"])  # references only
 
 
-@pytest.mark.parametrize("decimal_field", ["spillFraction"])
-def test_money_and_fractions_are_strings_in_status(decimal_field):
-    out = run(FakeCluster(), FakeMetrics(reading()))
-    assert isinstance(out.status["routing"][decimal_field], str)
-    assert isinstance(out.status["cost"]["apiPerMillionTokens"], str)
-    assert isinstance(out.status["cost"]["hourly"]["selfHosted"], str)
+STATUS_DECIMALS = (
+    ("routing", "spillFraction"),
+    ("routing", "api", "inputPerMillion"),
+    ("cost", "selfHostedPerMillionTokens"),
+    ("cost", "apiPerMillionTokens"),
+    ("cost", "breakEvenTokensPerSecond"),
+    ("cost", "hourly", "selfHosted"),
+    ("cost", "hourly", "api"),
+    ("demand", "inputTokensPerSecond"),
+    ("demand", "outputTokensPerSecond"),
+)
+
+
+@pytest.mark.parametrize(
+    "demand",
+    [HIGH, Demand(Decimal(0), Decimal(0)), Demand(Decimal("1E+5"), Decimal("2.5E-7"))],
+    ids=["high", "zero", "exponents"],
+)
+def test_status_decimals_are_plain_digits_the_crd_accepts(demand):
+    """The CRD's pattern refuses exponents (`1E+5`, `0E-10`): every decimal in status must be plain digits."""
+    status = run(FakeCluster(), FakeMetrics(reading(demand))).status
+    checked = 0
+    for path in STATUS_DECIMALS:
+        value = status
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            assert re.fullmatch(NON_NEGATIVE_PATTERN, value), (path, value)
+            checked += 1
+    assert checked >= 6

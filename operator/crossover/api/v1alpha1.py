@@ -248,7 +248,3 @@ class InferenceDeployment(BaseModel):
     @property
     def name(self) -> str:
         return str(self.metadata.get("name", ""))
-
-
-def spill_percent(fraction: Decimal) -> str:
-    return f"{fraction * 100:.0f}%"
