@@ -3,7 +3,7 @@ Prometheus and the Kubernetes API, by the simulator from a trace; decide() only 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 

@@ -19,7 +19,8 @@ from costpolicy.pricing import (
     served_fraction,
 )
 from costpolicy.snapshot import Demand, ReplicaState, Snapshot
-from crossover.sim.model import CostAware, Demands, SimConfig, simulate
+from crossover.sim.model import Demands, SimConfig, simulate
+from crossover.sim.policies import CostAware
 from crossover.sim.traces import Trace, Window
 from tests.costpolicy.conftest import NOW, make_spec
 

@@ -15,8 +15,9 @@ import yaml
 
 from costpolicy.spec import CostSpec
 from crossover.api.v1alpha1 import InferenceDeployment
-from crossover.sim.model import POLICIES, Demands, SimConfig, View, run_policy, simulate
+from crossover.sim.model import Demands, SimConfig, View, simulate
 from crossover.sim.outputs import COLUMNS
+from crossover.sim.policies import POLICIES, run_policy
 from crossover.sim.traces import TraceError, load_trace
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -37,8 +37,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crossover.manifest import ManifestError, load_inference_deployment
-    from crossover.sim.model import POLICIES, Demands, SimConfig, run_policy
+    from crossover.sim.model import Demands, SimConfig
     from crossover.sim.outputs import write_all
+    from crossover.sim.policies import POLICIES, run_policy
     from crossover.sim.traces import TraceError, load_trace
 
     if args.policy not in POLICIES:

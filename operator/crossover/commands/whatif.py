@@ -62,7 +62,8 @@ def _live_manifest(namespace: str, name: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from crossover.manifest import ManifestError
-    from crossover.sim.model import Demands, SimConfig, run_policy
+    from crossover.sim.model import Demands, SimConfig
+    from crossover.sim.policies import run_policy
     from crossover.whatif import load_manifest, manifest_of, read_history, seconds_of, with_settings
 
     namespace, _, name = args.deployment.rpartition("/")

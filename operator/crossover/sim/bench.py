@@ -4,6 +4,7 @@ well above its break-even; RESULTS.md plus one plot per case."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -12,10 +13,12 @@ from costpolicy.breakeven import break_even
 from costpolicy.spec import CostSpec
 from crossover.extras import missing
 from crossover.manifest import load_inference_deployment
-from crossover.sim.model import POLICIES, Demands, Progress, Result, SimConfig, run_policy
+from crossover.sim.model import Demands, Result, SimConfig
 from crossover.sim.outputs import plot
+from crossover.sim.policies import POLICIES, run_policy
 from crossover.sim.traces import Trace, load_trace
 
+Progress = Callable[[str], None]
 VOLUMES = (Decimal("0.5"), Decimal(2), Decimal(8))  # multiples of the first replica's break-even
 NON_CLAIRVOYANT = ("cost-aware", "api-only", "static-peak", "hpa-util", "hpa-util-spill")
 

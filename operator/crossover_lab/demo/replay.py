@@ -54,8 +54,9 @@ from crossover.contracts import (
 from crossover.contracts import (
     Outcome as RequestOutcome,
 )
-from crossover.sim.model import Demands, Result, SimConfig, run_policy
+from crossover.sim.model import Demands, Result, SimConfig
 from crossover.sim.outputs import COLUMNS
+from crossover.sim.policies import run_policy
 from crossover_lab import control_plane, lifecycle, processes
 from crossover_lab.config import LOOPBACK, LabConfig, local_address
 from crossover_lab.demo import loadgen
