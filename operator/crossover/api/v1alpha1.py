@@ -7,6 +7,7 @@ as they are, so the manifest, the CRD schema and the decision engine cannot drif
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
