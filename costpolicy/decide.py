@@ -18,6 +18,7 @@ from __future__ import annotations
 import calendar
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -25,17 +26,15 @@ from costpolicy.breakeven import break_even
 from costpolicy.decision import Action, Costs, Decision, Flags, Reason, Recommendation, Stage, StageName
 from costpolicy.money import ONE, SECONDS_PER_HOUR, ZERO, fmt_money, quantize
 from costpolicy.pricing import (
-    api_cost_per_second,
-    busy_replicas,
+    Load,
     overhead_per_hour,
     per_million,
     plan_cost_per_hour,
     replica_cost_per_hour,
     replicas_to_serve,
     self_hosted_cost_per_hour,
-    served_fraction,
 )
-from costpolicy.snapshot import Demand, Snapshot
+from costpolicy.snapshot import Snapshot
 from costpolicy.spec import CostSpec, PolicyMode
 
 # Plans spilling within this share of the provider's token limit count as over it (headroom for bursts).
@@ -59,12 +58,14 @@ def decide(spec: CostSpec, snapshot: Snapshot, history: Sequence[Recommendation]
             f"newest metrics are {int(age)}s old (limit {spec.policy.metrics_max_age_seconds}s)",
         )
 
-    api = _api_allowance(spec, snapshot, demand, now)
-    stages: list[Stage] = [_raw_stage(spec, snapshot, demand, api)]
-    rec = stages[-1].replicas
+    load = Load.of(spec, demand)
+    api = _APIAllowance.of(spec, snapshot, load, now)
+    raw, token_limited = _raw_stage(spec, snapshot, load, api)
+    stages: list[Stage] = [raw]
+    rec = raw.replicas
     cost_mode = spec.policy.mode in (PolicyMode.COST_OPTIMIZED, PolicyMode.ADVISORY)
     if cost_mode and spec.replicas.pinned is None and rec != current:
-        stages.append(_margin_stage(spec, snapshot, demand, api, rec))
+        stages.append(_margin_stage(spec, snapshot, load, api, rec))
         rec = stages[-1].replicas
     new_history = _record(history, rec, now, _longest_window(spec))
     if spec.replicas.pinned is None:  # a pin is the user's explicit word: no windows, no rate limits
@@ -73,7 +74,7 @@ def decide(spec: CostSpec, snapshot: Snapshot, history: Sequence[Recommendation]
     stages.append(_clamp(spec, stages[-1].replicas))
     final = stages[-1].replicas
 
-    spill, spill_note = _spill(spec, snapshot, demand, final, api)
+    spill, spill_note = _spill(spec, snapshot, load, final, api)
     deciding = _deciding_stage(stages)
     message = deciding.message + (f"; {spill_note}" if spill_note else "")
     return Decision(
@@ -81,80 +82,71 @@ def decide(spec: CostSpec, snapshot: Snapshot, history: Sequence[Recommendation]
         mode=spec.policy.mode,
         current_replicas=current,
         replicas=final,
-        recommended_replicas=stages[0].replicas,
+        recommended_replicas=raw.replicas,
         spill_fraction=spill,
         action=_action(current, final),
         reason=deciding.reason,
         message=message,
         actuate=spec.policy.mode is not PolicyMode.ADVISORY,
         stages=tuple(stages),
-        costs=_costs(spec, demand, final, spill),
+        costs=_costs(spec, load, final, spill),
         flags=Flags(
             metrics_available=True,
-            capacity_limited=snapshot.replicas.unschedulable > 0 or _beyond_max(spec, demand, final),
+            capacity_limited=snapshot.replicas.unschedulable > 0 or _beyond_max(spec, load, final),
             budget_exceeded=api.budget_exhausted,
-            api_rate_limited=api.throttled or api.token_limited,
+            api_rate_limited=api.throttled or token_limited,
             spilling=spill > 0,
         ),
         history=new_history,
     )
 
 
+@dataclass(frozen=True, slots=True)
 class _APIAllowance:
-    """How much the API may take right now: its token limit, the budget's pace, provider throttling."""
+    """How much the API may take right now: its token limit, the budget's pace, provider throttling; and so the
+    largest share of this decision's demand it may take, in [0, 1]."""
 
-    def __init__(
-        self,
-        max_tps: Decimal | None,
-        max_dollars_per_hour: Decimal | None,
-        budget_exhausted: bool,
-        throttled: bool,
-    ) -> None:
-        self.max_tps = max_tps
-        self.max_dollars_per_hour = max_dollars_per_hour
-        self.budget_exhausted = budget_exhausted
-        self.throttled = throttled
-        self.token_limited = False  # set when the limit changed the raw recommendation
+    max_tps: Decimal | None
+    max_dollars_per_hour: Decimal | None
+    budget_exhausted: bool
+    throttled: bool
+    max_spill: Decimal
 
     @property
     def available(self) -> bool:
         return not (self.budget_exhausted or self.throttled)
 
-    def max_spill(self, spec: CostSpec, demand: Demand) -> Decimal:
-        """Largest share of `demand` the API may take, in [0, 1]."""
-        if not self.available or demand.total_tps <= 0:
-            return ZERO if not self.available else ONE
-        share = ONE
-        if self.max_tps is not None:
-            share = min(share, self.max_tps / demand.total_tps)
-        if self.max_dollars_per_hour is not None:
-            full = api_cost_per_second(demand, spec.api_pricing) * SECONDS_PER_HOUR
-            if full > 0:
-                share = min(share, self.max_dollars_per_hour / full)
-        return max(ZERO, share)
-
-
-def _api_allowance(spec: CostSpec, snapshot: Snapshot, demand: Demand, now: datetime) -> _APIAllowance:
-    max_tps = None
-    if spec.api_limits.tokens_per_minute is not None:
-        max_tps = Decimal(spec.api_limits.tokens_per_minute) * API_LIMIT_HEADROOM / 60
-    if (
-        spec.api_limits.requests_per_minute is not None
-        and demand.requests_per_second
-        and demand.requests_per_second > 0
-    ):
-        tokens_per_request = demand.total_tps / demand.requests_per_second
-        by_requests = Decimal(spec.api_limits.requests_per_minute) * API_LIMIT_HEADROOM / 60 * tokens_per_request
-        max_tps = by_requests if max_tps is None else min(max_tps, by_requests)
-    pace = None
-    exhausted = False
-    budget = spec.policy.budget.api_per_month
-    if budget is not None:
-        spent = snapshot.api_spend_this_month or ZERO
-        remaining = budget - spent
-        exhausted = remaining <= 0
-        pace = max(ZERO, remaining) / _hours_left_in_month(now)
-    return _APIAllowance(max_tps, pace, exhausted, snapshot.api_throttled)
+    @classmethod
+    def of(cls, spec: CostSpec, snapshot: Snapshot, load: Load, now: datetime) -> _APIAllowance:
+        demand = load.demand
+        max_tps = None
+        if spec.api_limits.tokens_per_minute is not None:
+            max_tps = Decimal(spec.api_limits.tokens_per_minute) * API_LIMIT_HEADROOM / 60
+        if (
+            spec.api_limits.requests_per_minute is not None
+            and demand.requests_per_second
+            and demand.requests_per_second > 0
+        ):
+            tokens_per_request = demand.total_tps / demand.requests_per_second
+            by_requests = Decimal(spec.api_limits.requests_per_minute) * API_LIMIT_HEADROOM / 60 * tokens_per_request
+            max_tps = by_requests if max_tps is None else min(max_tps, by_requests)
+        pace = None
+        exhausted = False
+        budget = spec.policy.budget.api_per_month
+        if budget is not None:
+            remaining = budget - (snapshot.api_spend_this_month or ZERO)
+            exhausted = remaining <= 0
+            pace = max(ZERO, remaining) / _hours_left_in_month(now)
+        available = not (exhausted or snapshot.api_throttled)
+        share = ONE if available else ZERO
+        if available and demand.total_tps > 0:
+            if max_tps is not None:
+                share = min(share, max_tps / demand.total_tps)
+            full = load.api_per_second * SECONDS_PER_HOUR
+            if pace is not None and full > 0:
+                share = min(share, pace / full)
+            share = max(ZERO, share)
+        return cls(max_tps, pace, exhausted, snapshot.api_throttled, share)
 
 
 def _hours_left_in_month(now: datetime) -> Decimal:
@@ -164,94 +156,86 @@ def _hours_left_in_month(now: datetime) -> Decimal:
     return max(Decimal(1) / 60, Decimal((month_end - now_utc).total_seconds()) / SECONDS_PER_HOUR)
 
 
-def _beyond_max(spec: CostSpec, demand: Demand, final: int) -> bool:
+def _beyond_max(spec: CostSpec, load: Load, final: int) -> bool:
     """replicas.max binds: demand needs more replicas than may exist (not when the API is the plan)."""
     if spec.policy.mode is PolicyMode.API_ONLY or final < spec.replicas.max:
         return False
-    return _self_host_all(spec, demand) > spec.replicas.max
+    return _self_host_all(spec, load) > spec.replicas.max
 
 
-def _self_host_all(spec: CostSpec, demand: Demand) -> int:
-    return replicas_to_serve(busy_replicas(demand, spec.capacity), spec.policy.target_utilization)
+def _self_host_all(spec: CostSpec, load: Load) -> int:
+    return replicas_to_serve(load.busy, spec.policy.target_utilization)
 
 
-def _raw_stage(spec: CostSpec, snapshot: Snapshot, demand: Demand, api: _APIAllowance) -> Stage:
+def _raw_stage(spec: CostSpec, snapshot: Snapshot, load: Load, api: _APIAllowance) -> tuple[Stage, bool]:
+    """The cheapest count the API's allowance permits, and whether the token limit alone moved it."""
     mode = spec.policy.mode
     if spec.replicas.pinned is not None:
-        return Stage(StageName.RAW, spec.replicas.pinned, Reason.PINNED, f"pinned at {spec.replicas.pinned} replica(s)")
+        pinned = spec.replicas.pinned
+        return Stage(StageName.RAW, pinned, Reason.PINNED, f"pinned at {pinned} replica(s)"), False
     if mode is PolicyMode.API_ONLY:
-        return Stage(StageName.RAW, 0, Reason.API_ONLY, "APIOnly mode: all traffic goes to the API")
+        return Stage(StageName.RAW, 0, Reason.API_ONLY, "APIOnly mode: all traffic goes to the API"), False
     if mode is PolicyMode.SELF_HOSTED_ONLY:
-        need = _self_host_all(spec, demand)
-        return Stage(
-            StageName.RAW, need, Reason.SELF_HOSTED_ONLY, f"SelfHostedOnly mode: {need} replica(s) serve all demand"
-        )
-    if demand.total_tps <= 0:
-        return Stage(StageName.RAW, 0, Reason.NO_DEMAND, "no demand: no replica is worth paying for")
+        need = _self_host_all(spec, load)
+        why = f"SelfHostedOnly mode: {need} replica(s) serve all demand"
+        return Stage(StageName.RAW, need, Reason.SELF_HOSTED_ONLY, why), False
+    if load.demand.total_tps <= 0:
+        return Stage(StageName.RAW, 0, Reason.NO_DEMAND, "no demand: no replica is worth paying for"), False
 
-    best_free = _cheapest(spec, demand, snapshot.replicas.billed, None)
-    best = _cheapest(spec, demand, snapshot.replicas.billed, api)
+    best_free = _cheapest(spec, load, snapshot.replicas.billed, ONE)
+    best = _cheapest(spec, load, snapshot.replicas.billed, api.max_spill)
     if best is None:  # even replicas.max cannot absorb what the API may not take
-        n = spec.replicas.max
-        reason, why = _constraint_reason(api)
-        return Stage(StageName.RAW, _self_host_all(spec, demand), reason, f"{why}: needs more than replicas.max ({n})")
+        reason, why = _constraint_reason(api, token_limited=False)
+        need = _self_host_all(spec, load)
+        return Stage(StageName.RAW, need, reason, f"{why}: needs more than replicas.max ({spec.replicas.max})"), False
     n, cost = best
     if best_free is not None and best_free[0] != n:
-        api.token_limited = not api.budget_exhausted and not api.throttled and api.max_tps is not None
-        reason, why = _constraint_reason(api)
-        return Stage(
-            StageName.RAW,
-            n,
-            reason,
+        token_limited = api.available and api.max_tps is not None
+        reason, why = _constraint_reason(api, token_limited)
+        message = (
             f"{why}: {n} replica(s) at {fmt_money(cost)}/h (cheapest unconstrained: "
-            f"{best_free[0]} at {fmt_money(best_free[1])}/h)",
+            f"{best_free[0]} at {fmt_money(best_free[1])}/h)"
         )
+        return Stage(StageName.RAW, n, reason, message), token_limited
     if n == 0:
-        api_hour = api_cost_per_second(demand, spec.api_pricing) * SECONDS_PER_HOUR
-        return Stage(StageName.RAW, 0, Reason.API_CHEAPER, f"API cheaper: {fmt_money(api_hour)}/h for all demand")
-    at_max = " (replicas.max reached)" if n == spec.replicas.max and _beyond_max(spec, demand, n) else ""
-    return Stage(
-        StageName.RAW,
-        n,
-        Reason.SELF_HOSTED_CHEAPER,
-        f"self-hosting cheaper: {n} replica(s) at {fmt_money(cost)}/h{at_max}",
-    )
+        api_hour = load.api_per_second * SECONDS_PER_HOUR
+        return Stage(
+            StageName.RAW, 0, Reason.API_CHEAPER, f"API cheaper: {fmt_money(api_hour)}/h for all demand"
+        ), False
+    at_max = " (replicas.max reached)" if n == spec.replicas.max and _beyond_max(spec, load, n) else ""
+    message = f"self-hosting cheaper: {n} replica(s) at {fmt_money(cost)}/h{at_max}"
+    return Stage(StageName.RAW, n, Reason.SELF_HOSTED_CHEAPER, message), False
 
 
-def _constraint_reason(api: _APIAllowance) -> tuple[Reason, str]:
+def _constraint_reason(api: _APIAllowance, token_limited: bool) -> tuple[Reason, str]:
     if api.budget_exhausted:
         return Reason.BUDGET_EXCEEDED, "API budget exhausted this month, self-hosting instead"
     if api.throttled:
         return Reason.API_RATE_LIMITED, "API is throttling requests, self-hosting instead"
-    if api.max_tps is not None and api.token_limited:
+    if token_limited:
         return Reason.API_RATE_LIMITED, "API token limit would be exceeded, self-hosting more"
     return Reason.BUDGET_EXCEEDED, "API spend paced to last the monthly budget, self-hosting more"
 
 
-def _cheapest(spec: CostSpec, demand: Demand, billed: int, api: _APIAllowance | None) -> tuple[int, Decimal] | None:
+def _cheapest(spec: CostSpec, load: Load, billed: int, max_spill: Decimal) -> tuple[int, Decimal] | None:
     """The cheapest replica count in 0..max whose spill the API may take (ties go to fewer replicas)."""
-    max_spill = ONE if api is None else api.max_spill(spec, demand)
-    busy = busy_replicas(demand, spec.capacity)
     best: tuple[int, Decimal] | None = None
     for n in range(spec.replicas.max + 1):
-        spill = 1 - served_fraction(busy, n, spec.policy.target_utilization)
-        if spill > max_spill:
+        if load.spill(spec, n) > max_spill:
             continue
-        cost = plan_cost_per_hour(spec, demand, n, billed_now=billed)
+        cost = plan_cost_per_hour(spec, load, n, billed_now=billed)
         if best is None or cost < best[1]:
             best = (n, cost)
     return best
 
 
-def _margin_stage(spec: CostSpec, snapshot: Snapshot, demand: Demand, api: _APIAllowance, rec: int) -> Stage:
+def _margin_stage(spec: CostSpec, snapshot: Snapshot, load: Load, api: _APIAllowance, rec: int) -> Stage:
     current = snapshot.replicas.current
     billed = snapshot.replicas.billed
-    busy = busy_replicas(demand, spec.capacity)
-    current_spill = 1 - served_fraction(busy, current, spec.policy.target_utilization)
-    if current > spec.replicas.max or current_spill > api.max_spill(spec, demand):
+    if current > spec.replicas.max or load.spill(spec, current) > api.max_spill:
         return Stage(StageName.MARGIN, rec, Reason.UNCHANGED, "current replicas not allowed; margin not applied")
-    now_cost = plan_cost_per_hour(spec, demand, current, billed_now=billed)
-    best_cost = plan_cost_per_hour(spec, demand, rec, billed_now=billed)
+    now_cost = plan_cost_per_hour(spec, load, current, billed_now=billed)
+    best_cost = plan_cost_per_hour(spec, load, rec, billed_now=billed)
     # a change must save more than `margin` × the cost of the replicas it adds or removes: the band is in
     # dollars of the decision itself, so it stays as tight at 50 replicas of spill as at one
     changed = abs(rec - current) * replica_cost_per_hour(spec)
@@ -364,29 +348,26 @@ def _deciding_stage(stages: Sequence[Stage]) -> Stage:
     return deciding
 
 
-def _spill(spec: CostSpec, snapshot: Snapshot, demand: Demand, final: int, api: _APIAllowance) -> tuple[Decimal, str]:
+def _spill(spec: CostSpec, snapshot: Snapshot, load: Load, final: int, api: _APIAllowance) -> tuple[Decimal, str]:
     """Share of demand to send to the API now, and a note saying why, given who is ready to serve."""
     mode = spec.policy.mode
     if mode is PolicyMode.SELF_HOSTED_ONLY:
         return ZERO, ""
     if mode is PolicyMode.API_ONLY:
         return (ONE, "") if api.available else (ZERO, "API unavailable: queueing on self-hosted")
-    u = spec.policy.target_utilization
-    busy = busy_replicas(demand, spec.capacity)
     serving = min(snapshot.replicas.ready, final)
-    if busy <= 0:
+    if load.busy <= 0:
         spill = ONE if serving == 0 else ZERO
     else:
-        planned = 1 - served_fraction(busy, final, u)  # beyond what we pay for: cost or replicas.max
-        actual = 1 - served_fraction(busy, serving, u)  # plus what is warming or unschedulable
+        planned = load.spill(spec, final)  # beyond what we pay for: cost or replicas.max
+        actual = load.spill(spec, serving)  # plus what is warming or unschedulable
         spill = actual
         if not spec.policy.spill.on_cold_start:
             spill = planned
         if not spec.policy.spill.on_saturation and final >= spec.replicas.max:
-            saturation = 1 - served_fraction(busy, spec.replicas.max, u)
-            spill = max(ZERO, spill - saturation)
+            spill = max(ZERO, spill - load.spill(spec, spec.replicas.max))
     notes = []
-    limit = min(spec.policy.spill.max_fraction, api.max_spill(spec, demand))
+    limit = min(spec.policy.spill.max_fraction, api.max_spill)
     if spill > limit:
         notes.append(f"spill capped at {quantize(limit * 100, 1)}%")
         spill = limit
@@ -399,8 +380,8 @@ def _spill(spec: CostSpec, snapshot: Snapshot, demand: Demand, final: int, api: 
     return spill, ", ".join(notes)
 
 
-def _costs(spec: CostSpec, demand: Demand, replicas: int, spill: Decimal) -> Costs:
-    api_per_s = api_cost_per_second(demand, spec.api_pricing)
+def _costs(spec: CostSpec, load: Load, replicas: int, spill: Decimal) -> Costs:
+    demand, api_per_s = load.demand, load.api_per_second
     self_hourly = self_hosted_cost_per_hour(spec, replicas)
     self_tps = (1 - spill) * demand.total_tps
     entry = None

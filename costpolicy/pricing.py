@@ -164,13 +164,30 @@ def self_hosted_per_million_at_utilization(
 # ---- a plan ----------------------------------------------------------------------------------------------------
 
 
-def plan_cost_per_hour(spec: CostSpec, demand: Demand, replicas: int, *, billed_now: int = 0) -> Decimal:
-    """Hourly cost of serving `demand` with `replicas` in steady state, spilling the rest to the API, plus the
+@dataclass(frozen=True, slots=True)
+class Load:
+    """A demand priced once for a spec: the replica time it needs and what the API would bill for all of it.
+    decide() builds one per decision, so no stage and no loop over replica counts prices it again."""
+
+    demand: Demand
+    busy: Decimal  # replica-equivalents at 100 % busy
+    api_per_second: Decimal  # dollars per second, all of it on the API
+
+    @classmethod
+    def of(cls, spec: CostSpec, demand: Demand) -> Load:
+        return cls(demand, busy_replicas(demand, spec.capacity), api_cost_per_second(demand, spec.api_pricing))
+
+    def spill(self, spec: CostSpec, replicas: int) -> Decimal:
+        """Share of the demand `replicas` leave to the API at the target utilisation."""
+        return 1 - served_fraction(self.busy, replicas, spec.policy.target_utilization)
+
+
+def plan_cost_per_hour(spec: CostSpec, load: Load, replicas: int, *, billed_now: int = 0) -> Decimal:
+    """Hourly cost of serving `load` with `replicas` in steady state, spilling the rest to the API, plus the
     amortised cold start of the replicas above `billed_now` (they must warm up first)."""
-    spill = 1 - served_fraction(busy_replicas(demand, spec.capacity), replicas, spec.policy.target_utilization)
     return (
         self_hosted_cost_per_hour(spec, replicas)
-        + spill * api_cost_per_second(demand, spec.api_pricing) * SECONDS_PER_HOUR
+        + load.spill(spec, replicas) * load.api_per_second * SECONDS_PER_HOUR
         + cold_start_cost_per_hour(spec, replicas - billed_now)
     )
 

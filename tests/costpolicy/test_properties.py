@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from costpolicy import Demand, Recommendation, ReplicaState, Snapshot, decide
-from costpolicy.pricing import plan_cost_per_hour
+from costpolicy.pricing import Load, plan_cost_per_hour
 from tests.costpolicy.conftest import NOW, make_spec
 
 tps = st.decimals(min_value=0, max_value=200_000, places=1, allow_nan=False, allow_infinity=False)
@@ -87,7 +87,8 @@ def test_outputs_are_in_range_and_deterministic(i, o, mode, current, ready, warm
 @settings(max_examples=100, deadline=None)
 @given(i=tps, o=tps, n=replicas, billed=replicas)
 def test_plan_costs_are_never_negative(i, o, n, billed):
-    cost = plan_cost_per_hour(make_spec(), Demand(i, o), n, billed_now=billed)
+    spec = make_spec()
+    cost = plan_cost_per_hour(spec, Load.of(spec, Demand(i, o)), n, billed_now=billed)
     assert cost >= 0
 
 

@@ -7,7 +7,7 @@ A spec that cannot be used changes nothing: the last good state stays and a cond
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -53,12 +53,27 @@ class Event:
     message: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
+    """What one reconcile did and wants written: built once, at the end."""
+
     status: dict[str, Any]
-    events: list[Event] = field(default_factory=list)
+    events: tuple[Event, ...] = ()
     decision: Decision | None = None
     scaled_to: int | None = None
+
+
+@dataclass(frozen=True)
+class _Observed:
+    """What this reconcile saw: the resource, its parsed spec and last status, the engine, the metrics."""
+
+    resource: Resource
+    spec: InferenceDeploymentSpec
+    previous: InferenceDeploymentStatus
+    engine: EngineState
+    reading: MetricsReading
+    conflicts: list[str]
+    now: datetime
 
 
 @dataclass(frozen=True)
@@ -88,19 +103,16 @@ def reconcile(
     reading = metrics.read(resource.namespace, resource.name, spec, now)
     snapshot = _snapshot(engine, reading, previous, now)
     decision = decide(spec.cost_spec(), snapshot, recommendations_from_status(previous), now)
+    seen = _Observed(resource, spec, previous, engine, reading, conflicts, now)
 
-    outcome = Outcome(status={}, decision=decision)
+    scaled_to, events = None, []
     if decision.actuate and not conflicts and decision.replicas != engine.replicas:
         cluster.scale(resource.namespace, engine_name(resource.name), decision.replicas)
-        outcome.scaled_to = decision.replicas
-        outcome.events.append(
-            Event(
-                "Normal", decision.action.value, f"{engine.replicas} → {decision.replicas} replicas: {decision.message}"
-            )
-        )
-    status = _status(resource, spec, previous, engine, decision, reading, conflicts, now, outcome)
-    outcome.status = dump(status)
-    return outcome
+        scaled_to = decision.replicas
+        message = f"{engine.replicas} → {decision.replicas} replicas: {decision.message}"
+        events.append(Event("Normal", decision.action.value, message))
+    status, flips = _status(seen, decision, engine.replicas if scaled_to is None else scaled_to)
+    return Outcome(status=dump(status), events=(*events, *flips), decision=decision, scaled_to=scaled_to)
 
 
 def _previous_status(raw: dict[str, Any]) -> InferenceDeploymentStatus:
@@ -221,32 +233,26 @@ def _conditions(
     return desired
 
 
-def _status(
-    resource: Resource,
-    spec: InferenceDeploymentSpec,
-    previous: InferenceDeploymentStatus,
-    engine: EngineState,
-    decision: Decision,
-    reading: MetricsReading,
-    conflicts: list[str],
-    now: datetime,
-    outcome: Outcome,
-) -> InferenceDeploymentStatus:
+def _status(seen: _Observed, decision: Decision, applied: int) -> tuple[InferenceDeploymentStatus, list[Event]]:
+    """The status to write, and an event for each condition that flipped; `applied` is the engine's count now."""
+    resource, spec, previous, engine, reading, conflicts, now = (
+        seen.resource, seen.spec, seen.previous, seen.engine, seen.reading, seen.conflicts, seen.now
+    )  # fmt: skip
     merged, flips = cond.merge(
         previous.conditions, _conditions(spec, engine, decision, reading, conflicts), resource.generation, now
     )
+    events = []
     for flip in flips:
         warning = (
             flip.type in (cond.CAPACITY_LIMITED, cond.BUDGET_EXCEEDED, cond.AUTOSCALER_CONFLICT)
             and flip.status == "True"
         ) or (flip.type in (cond.METRICS_AVAILABLE, cond.READY) and flip.status == "False")
-        outcome.events.append(
+        events.append(
             Event("Warning" if warning else "Normal", flip.reason, f"{flip.type}={flip.status}: {flip.message}")
         )
     demand = reading.demand if decision.flags.metrics_available else None
     costs = decision.costs
-    applied = outcome.scaled_to if outcome.scaled_to is not None else engine.replicas
-    return InferenceDeploymentStatus(
+    status = InferenceDeploymentStatus(
         observed_generation=resource.generation,
         selector=selector_string(resource.name, Component.ENGINE),
         replicas=ReplicasStatus(
@@ -276,6 +282,7 @@ def _status(
         recommendations=recommendations_to_status(decision.history),
         conditions=merged,
     )
+    return status, events
 
 
 def _ledger(
@@ -327,4 +334,4 @@ def _invalid_spec(resource: Resource, previous: InferenceDeploymentStatus, probl
         if flips or previous.observed_generation != resource.generation
         else []
     )
-    return Outcome(status=dump(status), events=events)
+    return Outcome(status=dump(status), events=tuple(events))
