@@ -20,8 +20,8 @@ from crossover.router.state import RouterState
 
 log = logging.getLogger(__name__)
 
+COMPLETIONS = ("/v1/chat/completions", "/v1/completions")
 Hook = Callable[[web.Application], Awaitable[None]]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Client gone -> its handler is cancelled, so the upstream request is cancelled too (aiohttp's default keeps it).
 LAG_TASK = web.AppKey("loop_lag_task", asyncio.Task[None])
 RUNNER_OPTIONS = {"handler_cancellation": True, "access_log": None}
@@ -38,24 +38,31 @@ def build_router_app(
     router = Router(state, settings, metrics)
     created = int(time.time())
 
-    @web.middleware
-    async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Every error in OpenAI's shape: aiohttp's own 404/405/413 and anything unexpected (500)."""
+    async def handle(request: web.Request) -> web.StreamResponse:
+        """The proxy; anything unexpected is a 500 in OpenAI's shape, logged (a route, not a middleware: a
+        middleware layer costs every request a coroutine and a closure)."""
         try:
-            return await handler(request)
-        except web.HTTPException as error:
-            if error.status < 400:
-                raise
-            code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(error.status)
-            message = f"{request.method} {request.path}: {error.reason}"
-            headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
-            return router.local_error(error.status, message, code, headers=headers)
+            return await router.handle(request)
+        except web.HTTPException:
+            raise
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
             return router.local_error(500, "The router failed unexpectedly; see its log.", "internal_error")
 
+    async def not_found(request: web.Request) -> web.Response:
+        return router.local_error(404, f"{request.method} {request.path}: no such endpoint", "not_found")
+
+    async def method_not_allowed(request: web.Request) -> web.Response:
+        allowed = "POST" if request.path in COMPLETIONS else "GET, HEAD"
+        return router.local_error(
+            405,
+            f"{request.method} {request.path}: method not allowed",
+            "method_not_allowed",
+            headers={"Allow": allowed},
+        )
+
     # the body cap is enforced by the handler while reading (413 in OpenAI's shape); aiohttp's own must not be lower
-    app = web.Application(client_max_size=settings.max_body_bytes + 1, middlewares=[openai_errors])
+    app = web.Application(client_max_size=settings.max_body_bytes + 1)
 
     async def start(_: web.Application) -> None:
         await router.start()
@@ -98,13 +105,14 @@ def build_router_app(
     async def scrape(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.exposition()), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app.router.add_post("/v1/chat/completions", router.handle)
-    app.router.add_post("/v1/completions", router.handle)
-    app.router.add_get("/v1/models", models)
-    app.router.add_get("/v1/models/{model:.+}", model)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", scrape)
+    for path in COMPLETIONS:
+        app.router.add_post(path, handle)
+        app.router.add_route("*", path, method_not_allowed)  # every other method: 405 in OpenAI's shape
+    for path, get in (("/v1/models", models), ("/v1/models/{model:.+}", model), ("/healthz", healthz),
+                      ("/readyz", readyz), ("/metrics", scrape)):  # fmt: skip
+        app.router.add_get(path, get)
+        app.router.add_route("*", path, method_not_allowed)
+    app.router.add_route("*", "/{tail:.*}", not_found)  # last: any other path is a 404 in OpenAI's shape
     return app
 
 

@@ -74,6 +74,7 @@ class RouterMetrics:
             registry=r,
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )
+        self._children: dict[tuple[str, str], tuple[Counter, Counter, Counter]] = {}
         for backend in (SELF, API):
             self.inflight.labels(backend)
             for outcome in (OK, ERROR):
@@ -89,11 +90,19 @@ class RouterMetrics:
         return registry
 
     def count(self, backend: str, outcome: str, prompt: int | None, completion: int | None) -> None:
-        self.requests.labels(backend, outcome).inc()
+        children = self._children.get((backend, outcome))
+        if children is None:  # labels() takes a lock and builds a key every call: once per label set is enough
+            children = self._children[(backend, outcome)] = (
+                self.requests.labels(backend, outcome),
+                self.tokens.labels(Direction.INPUT, backend, outcome),
+                self.tokens.labels(Direction.OUTPUT, backend, outcome),
+            )
+        requests, tokens_in, tokens_out = children
+        requests.inc()
         if prompt:
-            self.tokens.labels(Direction.INPUT, backend, outcome).inc(prompt)
+            tokens_in.inc(prompt)
         if completion:
-            self.tokens.labels(Direction.OUTPUT, backend, outcome).inc(completion)
+            tokens_out.inc(completion)
 
     def spend(self, dollars: Decimal) -> None:
         if dollars > 0:
