@@ -13,7 +13,9 @@ engine) shows in the numbers instead of silently lowering the offered load as a 
 2. The highest sustained rate per path: the rate is stepped up (x`--step`, `--step-seconds` each) until a step has
    an error or its TTFT p99 exceeds `--slo-ms` (the queue is growing); the last passing step is the maximum.
 
-Everything runs on 127.0.0.1; client, router and emulator share the machine's cores (the client uses one process,
+The emulator steps its scheduler every 1 ms (`--tick-seconds 0.001`; its default 20 ms would quantise TTFT and
+hide sub-millisecond differences). `--router-pythonpath CHECKOUT` runs the router from another checkout (a
+baseline) against the same emulator and client. Everything runs on 127.0.0.1; client, router and emulator share the machine's cores (the client uses one process,
 uvloop when installed), so this measures the router's cost on this machine, not a production ceiling. The LAST line
 printed is one JSON object: added_ttft_p50_ms, added_ttft_p99_ms, router_cpu_us_per_request, max_rps_direct,
 max_rps_router, errors (failed requests in the fixed-rate runs). Not a test: numbers go in the closing notes.
@@ -181,11 +183,14 @@ def main() -> int:
     parser.add_argument("--max-rate", type=float, default=20000.0, help="stop the search here")
     parser.add_argument("--slo-ms", type=float, default=250.0, help="TTFT p99 above this: the rate is not sustained")
     parser.add_argument("--skip-max", action="store_true", help="only the fixed-rate runs")
+    parser.add_argument(
+        "--router-pythonpath", help="run the router from another checkout (its operator/ and root), e.g. a baseline"
+    )
     args = parser.parse_args()
     python = [sys.executable, "-m", "crossover.cli"]
     engine = start(
         [*python, "emulate", "vllm", "--port", str(ENGINE_PORT), "--model", "bench",
-         "--prefill-tps", "1e9", "--decode-tps", "1e9", "--max-batch", "100000"]
+         "--prefill-tps", "1e9", "--decode-tps", "1e9", "--max-batch", "100000", "--tick-seconds", "0.001"]
     )  # fmt: skip
     manifest = yaml.safe_load((ROOT / "examples" / "llama-8b-h100-vs-haiku.yaml").read_text())
     manifest["spec"]["model"]["servedName"] = "bench"
@@ -197,7 +202,11 @@ def main() -> int:
     ]  # fmt: skip
     if args.workers != 1:
         router_argv += ["--workers", str(args.workers)]
-    router = start(router_argv, env={k: v for k, v in os.environ.items() if k != ENV_API_KEY})
+    router_env = {k: v for k, v in os.environ.items() if k != ENV_API_KEY}
+    if args.router_pythonpath:
+        root = Path(args.router_pythonpath)
+        router_env["PYTHONPATH"] = f"{root / 'operator'}:{root}"
+    router = start(router_argv, env=router_env)
     try:
         wait_up(f"http://127.0.0.1:{ENGINE_PORT}/health")
         wait_up(f"http://127.0.0.1:{ROUTER_PORT}/readyz")

@@ -24,6 +24,9 @@ def register(subparsers: Any) -> None:
     vllm.add_argument("--decode-tps", type=float, default=2_000.0, help="aggregate decode tokens/s")
     vllm.add_argument("--max-batch", type=int, default=256, help="sequences running at once; the rest queue")
     vllm.add_argument("--cold-start-seconds", type=float, default=0.0, help="503 until this long after start")
+    vllm.add_argument(
+        "--tick-seconds", type=float, default=0.02, help="scheduler step (smaller: finer timing, more CPU)"
+    )
     vllm.add_argument("--kv-cache-tokens", type=int, default=1_000_000, help="KV cache size in tokens")
     api = kinds.add_parser("api", help="hosted-API emulator: bearer key, usage, 429/5xx/slow-first-byte faults")
     api.add_argument("--model", action="append", default=[], help="accepted model (repeatable; default: any)")
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 max_batch=args.max_batch,
                 cold_start_seconds=args.cold_start_seconds,
                 kv_cache_tokens=args.kv_cache_tokens,
+                tick_seconds=args.tick_seconds,
             )
         )
     elif args.kind == "dcgm":
