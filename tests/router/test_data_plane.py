@@ -891,3 +891,51 @@ def test_large_bodies_are_held_about_once() -> None:
     )
     per_body = json.loads(run.stdout.strip().splitlines()[-1])["3"]
     assert per_body <= 2.5, run.stdout  # peak RSS growth per body in flight (it was 3.9 before the fix)
+
+
+async def test_request_id_and_rate_limit_headers_pass_on_success(setup: Setup) -> None:  # 5
+    async def answering(_: web.Request) -> web.StreamResponse:
+        headers = {"x-request-id": "req_ok_1", "x-ratelimit-remaining-tokens": "999", "set-cookie": "tracker=1"}
+        return web.json_response(completion("fine", USAGE), headers=headers)
+
+    setup.state.set_endpoints({await Peer(answering).start(setup)})
+    client = sdk(await setup.start())
+    raw = await client.chat.completions.with_raw_response.create(
+        model="llama", messages=[{"role": "user", "content": "x"}]
+    )
+    assert raw.headers["x-request-id"] == "req_ok_1" and raw.headers["x-ratelimit-remaining-tokens"] == "999"
+    assert "set-cookie" not in raw.headers  # only what clients need from a provider, nothing else
+    assert raw.parse().choices[0].message.content == "fine"
+
+
+BODY_CAP_SETTINGS = [
+    # (flag, environment, expected cap or error)
+    (["--max-body-bytes", "1234"], None, 1234),
+    ([], "4321", 4321),
+    (["--max-body-bytes", "1234"], "4321", 1234),
+    ([], "lots", "must be a positive number of bytes"),
+    ([], "0", "must be a positive number of bytes"),
+]
+
+
+@pytest.mark.parametrize(("flag", "env", "expected"), BODY_CAP_SETTINGS)
+def test_the_body_cap_comes_from_the_flag_then_the_environment(
+    monkeypatch: pytest.MonkeyPatch, flag: list[str], env: str | None, expected: int | str
+) -> None:
+    import argparse
+
+    from crossover.commands import router as command
+    from crossover.contracts import ENV_ROUTER_MAX_BODY_BYTES
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    args = parser.parse_args(["router", "--spec-file", "x.yaml", *flag])
+    if env is None:
+        monkeypatch.delenv(ENV_ROUTER_MAX_BODY_BYTES, raising=False)
+    else:
+        monkeypatch.setenv(ENV_ROUTER_MAX_BODY_BYTES, env)
+    if isinstance(expected, int):
+        assert command._max_body(args) == expected
+    else:
+        with pytest.raises(ValueError, match=expected):
+            command._max_body(args)
