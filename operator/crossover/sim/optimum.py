@@ -23,7 +23,7 @@ def offline_optimum(spec: CostSpec, demands: Demands) -> Result:
     top = spec.replicas.max
     prices = FloatPrices.of(spec)
     replica, overhead = prices.replica_bill(dt)
-    warm_steps = math.ceil(float(spec.cold_start_seconds) / dt - 1e-9)
+    warm_steps = math.ceil(demands.config.cold_start(spec) / dt - 1e-9)
 
     def step_cost(k: int, m: int) -> float:
         din, dout = rates[k]

@@ -139,6 +139,7 @@ class Outcome:
     failed: int
     trace_hours: float
     compress: Decimal
+    engine_warmup_s: float | None = None  # measured, trace seconds
 
     def ledger(self) -> dict[str, Any]:
         return {
@@ -157,6 +158,7 @@ class Outcome:
             "requests": self.requests,
             "failedRequests": self.failed,
             "traceHours": round(self.trace_hours, 4),
+            "engineWarmupSeconds": None if self.engine_warmup_s is None else round(self.engine_warmup_s, 1),
             "compression": str(self.compress),
         }
 
@@ -348,14 +350,18 @@ async def _drive(
 # ---- the measurement ---------------------------------------------------------------------------------------------
 
 
-def simulate(spec: CostSpec, workload: Workload, k: Decimal, timing: Timing) -> dict[str, Result]:
+def simulate(
+    spec: CostSpec, workload: Workload, k: Decimal, timing: Timing, engine_warmup_s: float | None = None
+) -> dict[str, Result]:
     """The simulator on the same slice, in wall time with the compressed spec and the installed timing (dollars are
-    real: see compression.py); no warm-up, as the live run starts from an empty cluster too."""
+    real: see compression.py); no warm-up, as the live run starts from an empty cluster too. `engine_warmup_s`: the
+    engines' measured time from scheduled to Ready (the lab's hardware, not the manifest's coldStartSeconds)."""
     config = SimConfig(
         control_interval_s=timing.reconcile_s,
         scrape_interval_s=float(timing.scrape_s),
         rate_window_s=float(timing.rate_window_s),
         warmup_s=0.0,
+        engine_cold_start_s=engine_warmup_s,
     )
     demands = Demands(workload.compressed(float(k)), config)
     return {p: run_policy(p, spec, demands) for p in ("cost-aware", "api-only", "static-peak", "offline-optimum")}
@@ -369,12 +375,19 @@ def api_only_dollars(spec: CostSpec, run: Run) -> Decimal:
     return api_bill(spec.api_pricing, Decimal(tokens_in), Decimal(tokens_out))
 
 
+def engine_warmup(lifetimes: list[Lifetime]) -> float | None:
+    """Mean wall seconds from scheduled to Ready over the engine pods that turned ready; None if none did."""
+    warmups = [p.ready - p.scheduled for p in lifetimes if p.ready is not None]
+    return sum(warmups) / len(warmups) if warmups else None
+
+
 def measure(spec: CostSpec, run: Run, options: ReplayOptions, timing: Timing) -> Outcome:
     k = options.compress
     end = run.started + options.workload.seconds / float(k)
     spend = run.samples[-1].spend if run.samples else Decimal(0)
     live = bill(run.lifetimes, run.started, end, replica_cost_per_hour(spec), overhead_per_hour(spec), spend)
-    simulated = simulate(spec, options.workload, k, timing)
+    warmup = engine_warmup(run.lifetimes)
+    simulated = simulate(spec, options.workload, k, timing, warmup)
     return Outcome(
         live=live,
         simulated=simulated["cost-aware"],
@@ -385,6 +398,7 @@ def measure(spec: CostSpec, run: Run, options: ReplayOptions, timing: Timing) ->
         failed=run.failed,
         trace_hours=options.workload.seconds / 3600,
         compress=k,
+        engine_warmup_s=None if warmup is None else warmup * float(k),
     )
 
 
@@ -454,7 +468,8 @@ def live_rows(spec: CostSpec, run: Run, options: ReplayOptions, timing: Timing) 
 
 
 def write_outputs(spec: CostSpec, run: Run, outcome: Outcome, options: ReplayOptions, timing: Timing) -> None:
-    """DIR/ledger.json, DIR/decisions.csv (live, simulator's columns), DIR/simulated.csv, DIR/report.png."""
+    """DIR/ledger.json, DIR/decisions.csv (live, simulator's columns), DIR/simulated.csv, DIR/report.png (and, from
+    replay(), DIR/manifest.yaml: the manifest as applied)."""
     from crossover.sim.outputs import write_csv
 
     out = options.out
@@ -562,6 +577,8 @@ def replay(options: ReplayOptions, view: Any = None, on_ready: Any = None) -> tu
         cost_spec = spec.cost_spec()
         outcome = measure(cost_spec, run, options, timing)
         write_outputs(cost_spec, run, outcome, options, timing)
+        # the manifest as applied (compressed, the emulator's base URL): `crossover whatif --current` reads it
+        (options.out / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
         return run, outcome, cost_spec
     finally:
         if clock is not None:
