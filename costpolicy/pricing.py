@@ -7,8 +7,8 @@ Capacity is two-dimensional. A replica's busy fraction for a demand is `input/pr
 prompt-heavy mix fits many more tokens per replica than a chat mix with long answers; one tokens-per-second
 figure gets the break-even wrong as soon as the mix moves.
 
-The `*_float` forms at the end exist for the offline optimum's dynamic programme only (see `FloatPrices`); a
-property test checks they agree with the Decimal ones.
+`FloatCapacity` at the end is the capacity arithmetic on the simulator's float token rates; a property test checks
+it agrees with the Decimal form. No price is ever a float.
 """
 
 from __future__ import annotations
@@ -192,36 +192,26 @@ def plan_cost_per_hour(spec: CostSpec, load: Load, replicas: int, *, billed_now:
     )
 
 
-# ---- float forms, for the offline optimum's dynamic programme ---------------------------------------------------
+# ---- float form of capacity, for the simulator -------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class FloatPrices:
-    """The same prices as binary floats.
+class FloatCapacity:
+    """busy_replicas and served_fraction on float token rates: the simulator's rates are measurements in floats
+    (money never is). A property test checks this agrees with the Decimal form. The offline optimum prices its
+    search in Decimal: floats there were measured at only 1.3x faster over every `make bench` case."""
 
-    The offline optimum evaluates every (step, replica count) pair of a trace, and every pair of counts between
-    steps; in Decimal that search is several times slower (numbers in docs/simulator.md). Only the search runs in
-    floats: the plan it picks is re-costed with the Decimal functions above.
-    """
-
-    input_per_token: float
-    output_per_token: float
-    replica_per_hour: float
-    overhead_per_hour: float
     prefill_tps: float
     decode_tps: float
     utilization: float
 
     @classmethod
-    def of(cls, spec: CostSpec) -> FloatPrices:
+    def of(cls, spec: CostSpec) -> FloatCapacity:
+        capacity = spec.capacity
         return cls(
-            input_per_token=float(spec.api_pricing.input_per_million) / 1e6,
-            output_per_token=float(spec.api_pricing.output_per_million) / 1e6,
-            replica_per_hour=float(replica_cost_per_hour(spec)),
-            overhead_per_hour=float(overhead_per_hour(spec)),
-            prefill_tps=float(spec.capacity.prefill_tokens_per_second),
-            decode_tps=float(spec.capacity.decode_tokens_per_second),
-            utilization=float(spec.policy.target_utilization),
+            float(capacity.prefill_tokens_per_second),
+            float(capacity.decode_tokens_per_second),
+            float(spec.policy.target_utilization),
         )
 
     def busy_replicas(self, input_tps: float, output_tps: float) -> float:
@@ -229,10 +219,3 @@ class FloatPrices:
 
     def served_fraction(self, busy: float, replicas: int) -> float:
         return 1.0 if busy <= 0 else min(1.0, replicas * self.utilization / busy)
-
-    def replica_bill(self, seconds: float) -> tuple[float, float]:
-        """(one replica, overhead) dollars over `seconds`."""
-        return self.replica_per_hour * seconds / 3600, self.overhead_per_hour * seconds / 3600
-
-    def api_bill(self, input_tokens: float, output_tokens: float) -> float:
-        return input_tokens * self.input_per_token + output_tokens * self.output_per_token

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
-from costpolicy.pricing import FloatPrices, api_bill, replica_bill
+from costpolicy.pricing import FloatCapacity, api_bill, replica_bill
 from costpolicy.spec import CostSpec
 from crossover.sim.traces import Trace
 
@@ -192,8 +192,8 @@ class Demands:
 
 def serve(spec: CostSpec, ready: int, input_tps: float, output_tps: float) -> float:
     """Share of demand the ready replicas take, up to the target utilisation (the router's fast path)."""
-    prices = FloatPrices.of(spec)
-    return prices.served_fraction(prices.busy_replicas(input_tps, output_tps), ready)
+    capacity = FloatCapacity.of(spec)
+    return capacity.served_fraction(capacity.busy_replicas(input_tps, output_tps), ready)
 
 
 def step_costs(

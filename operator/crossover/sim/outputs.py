@@ -10,7 +10,7 @@ from typing import Any
 
 from costpolicy import pricing
 from costpolicy.money import money_string
-from costpolicy.pricing import FloatPrices
+from costpolicy.pricing import FloatCapacity
 from costpolicy.spec import CostSpec
 from crossover.extras import missing
 from crossover.sim.model import Result, to_decimal
@@ -76,7 +76,7 @@ def plot(spec: CostSpec, results: list[Result], path: Path, title: str) -> None:
 
     main = results[0]
     hours = [s.window_start_s / 3600 for s in main.steps]
-    prices = FloatPrices.of(spec)
+    prices = FloatCapacity.of(spec)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
     top.plot(hours, [prices.busy_replicas(s.demand_input_tps, s.demand_output_tps) / prices.utilization
                      for s in main.steps], lw=0.8,

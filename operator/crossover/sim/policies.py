@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from costpolicy.decide import decide
 from costpolicy.decision import Reason, Recommendation
-from costpolicy.pricing import FloatPrices
+from costpolicy.pricing import FloatCapacity
 from costpolicy.snapshot import Demand, ReplicaState, Snapshot
 from costpolicy.spec import CostSpec
 from crossover.sim.model import EPOCH, Demands, Result, ScalingPolicy, View, simulate, to_decimal
@@ -94,7 +94,7 @@ class HPAUtil:
         floor = max(1, self.spec.replicas.min)
         if view.observed is None or view.ready == 0:
             return max(view.current, floor), "NoMetrics"
-        utilisation = FloatPrices.of(self.spec).busy_replicas(*view.observed) / view.ready
+        utilisation = FloatCapacity.of(self.spec).busy_replicas(*view.observed) / view.ready
         ratio = utilisation / float(self.spec.policy.target_utilization)
         raw = view.current if abs(ratio - 1) <= self.tolerance else math.ceil(view.current * ratio)
         raw = max(floor, min(self.spec.replicas.max, raw))
@@ -111,7 +111,7 @@ def make_policy(name: str, spec: CostSpec, demands: Demands) -> ScalingPolicy:
     if name == "api-only":
         return APIOnly()
     if name == "static-peak":
-        prices = FloatPrices.of(spec)
+        prices = FloatCapacity.of(spec)
         peak = max((prices.busy_replicas(i, o) for i, o in demands.rates), default=0.0)
         return StaticPeak(min(spec.replicas.max, max(1, math.ceil(peak / prices.utilization - 1e-9))))
     if name == "hpa-util":

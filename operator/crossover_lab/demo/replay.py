@@ -32,7 +32,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from costpolicy.money import fmt_money, money_string
-from costpolicy.pricing import FloatPrices, api_bill, overhead_per_hour, replica_cost_per_hour
+from costpolicy.pricing import FloatCapacity, api_bill, overhead_per_hour, replica_cost_per_hour
 from costpolicy.spec import CostSpec
 from crossover.api.v1alpha1 import InferenceDeployment
 from crossover.contracts import (
@@ -491,7 +491,7 @@ def plot(spec: CostSpec, rows: list[list[Any]], outcome: Outcome, options: Repla
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    prices = FloatPrices.of(spec)
+    prices = FloatCapacity.of(spec)
     k = float(options.compress)
     hours = [float(r[0]) / 3600 for r in rows]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
