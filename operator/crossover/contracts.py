@@ -93,6 +93,7 @@ ENV_ROUTER_REPLICAS = "CROSSOVER_ROUTER_REPLICAS"
 ENV_ROUTER_CLUSTER_ROLE = "CROSSOVER_ROUTER_CLUSTER_ROLE"
 ENV_ROUTER_MAX_BODY_BYTES = "CROSSOVER_ROUTER_MAX_BODY_BYTES"  # the router's request body cap (--max-body-bytes)
 ENV_PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's; set for router workers (--workers)
+ENV_GPU_PRODUCT_LABEL = "CROSSOVER_GPU_PRODUCT_LABEL"  # node label matched against spec.engine.gpu.type
 
 # ---- the router's metrics (prometheus_client appends `_total` to counters in the exposition) ---------------------
 
@@ -165,6 +166,7 @@ __all__ = [
     "DIRECTION_LABEL",
     "ENV_ADDRESS_MAP",
     "ENV_API_KEY",
+    "ENV_GPU_PRODUCT_LABEL",
     "ENV_METRICS_LISTEN",
     "ENV_PROMETHEUS_MULTIPROC_DIR",
     "ENV_PROMETHEUS_URL",

@@ -102,6 +102,7 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
                     memo.metrics,
                     cfg.router,
                     datetime.now(UTC),
+                    cfg.engine,
                 )
             except Exception as error:
                 RECONCILE_ERRORS.labels(kind=type(error).__name__).inc()

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from crossover.contracts import (
+    ENV_GPU_PRODUCT_LABEL,
     ENV_METRICS_LISTEN,
     ENV_PROMETHEUS_URL,
     ENV_RATE_WINDOW,
@@ -14,7 +15,7 @@ from crossover.contracts import (
     ENV_ROUTER_IMAGE,
     ENV_ROUTER_REPLICAS,
 )
-from crossover.reconcile.children import RouterPodSettings
+from crossover.reconcile.children import EngineSettings, RouterPodSettings
 
 DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
 DEFAULT_ROUTER_IMAGE = "ghcr.io/crossover-dev/crossover:0.1.0"
@@ -27,6 +28,7 @@ class OperatorConfig:
     rate_window_seconds: int = 120
     metrics_listen: str = "0.0.0.0:9102"
     router: RouterPodSettings = field(default_factory=lambda: RouterPodSettings(image=DEFAULT_ROUTER_IMAGE))
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -41,4 +43,5 @@ class OperatorConfig:
                 replicas=int(env.get(ENV_ROUTER_REPLICAS, "2")),
                 cluster_role=env.get(ENV_ROUTER_CLUSTER_ROLE, "crossover-router"),
             ),
+            engine=EngineSettings(gpu_product_label=env.get(ENV_GPU_PRODUCT_LABEL, EngineSettings.gpu_product_label)),
         )

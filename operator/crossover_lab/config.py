@@ -39,6 +39,8 @@ class LabConfig:
     apiserver_port: int = 36443
     prometheus_port: int = 39090
     scrape_interval_seconds: int = 1
+    # GPU feature discovery's product label per fake node, in turn (node i gets gpu_products[i % len])
+    gpu_products: tuple[str, ...] = ("NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB")
 
     @classmethod
     def from_env(cls) -> LabConfig:
@@ -51,11 +53,20 @@ class LabConfig:
             apiserver_port=int(env.get("CROSSOVER_LAB_APISERVER_PORT", "36443")),
             prometheus_port=int(env.get("CROSSOVER_LAB_PROMETHEUS_PORT", "39090")),
             scrape_interval_seconds=int(env.get("CROSSOVER_LAB_SCRAPE_INTERVAL", "1")),
+            gpu_products=tuple(
+                p.strip()
+                for p in env.get("CROSSOVER_LAB_GPU_PRODUCTS", ",".join(cls.gpu_products)).split(",")
+                if p.strip()
+            )
+            or cls.gpu_products,
         )
 
     @property
     def kubeconfig(self) -> Path:
         return self.state / "kubeconfig"
+
+    def gpu_product(self, node_index: int) -> str:
+        return self.gpu_products[node_index % len(self.gpu_products)]
 
     @property
     def apiserver_url(self) -> str:

@@ -23,7 +23,7 @@ import yaml
 
 from crossover_lab import processes
 from crossover_lab.config import LOOPBACK, POD_CIDR, SERVICE_CIDR, LabConfig
-from crossover_lab.emulators.gpu import DEFAULT_GPU_TYPE, GPU_PRODUCT_LABEL
+from crossover_lab.emulators.gpu import GPU_PRODUCT_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +241,12 @@ def stop(cfg: LabConfig) -> list[str]:
     return [name for name in reversed(CONTROL_PLANE) if processes.stop(cfg.state, name)]
 
 
-def fake_gpu_node(name: str, gpus: int) -> dict[str, Any]:
-    """A Node kwok manages: it keeps the capacity given here, so GPU pods are bound only where GPUs are free."""
+def fake_gpu_node(name: str, gpus: int, product: str = "NVIDIA-H100-80GB-HBM3") -> dict[str, Any]:
+    """A Node kwok manages: it keeps the capacity given here, so GPU pods are bound only where GPUs are free.
+
+    It carries the labels NVIDIA's GPU feature discovery would write on a real node of that GPU model, so node
+    selectors on `nvidia.com/gpu.product` (spec.engine.gpu.type) schedule as they would in a GPU cluster.
+    """
     resources_ = {"cpu": "64", "memory": "512Gi", "pods": "110", GPU_RESOURCE: str(gpus)}
     return {
         "apiVersion": "v1",
@@ -256,7 +260,8 @@ def fake_gpu_node(name: str, gpus: int) -> dict[str, Any]:
                 "kubernetes.io/arch": "amd64",
                 "type": "kwok",
                 "nvidia.com/gpu.present": "true",
-                GPU_PRODUCT_LABEL: DEFAULT_GPU_TYPE,  # as GPU feature discovery labels nodes (the lab's names)
+                GPU_PRODUCT_LABEL: product,  # as GPU feature discovery labels nodes
+                "nvidia.com/gpu.count": str(gpus),
             },
         },
         "status": {"allocatable": resources_, "capacity": resources_},

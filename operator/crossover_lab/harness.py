@@ -71,6 +71,7 @@ class PodProcess:
     target: prometheus.Target | None = None
     ready: bool = False
     grace_seconds: float = 30.0
+    pre_stop_seconds: float = 0.0  # the container's preStop sleep, played before SIGTERM as the kubelet does
     probe: asyncio.Task[None] | None = None
     extra: dict[str, str] = field(default_factory=dict)
     node: str = ""
@@ -209,6 +210,9 @@ class Harness:
             kind=_image_kind(container.get("image", "")),
             grace_seconds=float(spec.get("terminationGracePeriodSeconds") or 30),
             node=str(spec.get("nodeName")),
+            pre_stop_seconds=float(
+                (((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds") or 0
+            ),
         )
         self._pods[key] = proc
         if proc.kind == "vllm":
@@ -467,10 +471,15 @@ class Harness:
         process = proc.process
         if process is None or process.returncode is not None:
             return
+        # the kubelet runs the preStop hook first (its time counts against the grace period), then SIGTERM
+        pre_stop = min(proc.pre_stop_seconds, proc.grace_seconds)
+        if pre_stop > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), timeout=pre_stop)
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), timeout=proc.grace_seconds)
+            await asyncio.wait_for(process.wait(), timeout=max(0.0, proc.grace_seconds - pre_stop))
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()

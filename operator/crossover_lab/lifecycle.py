@@ -33,13 +33,14 @@ class LabInfo:
 
 def _ensure_nodes(cfg: LabConfig) -> None:
     core = client.CoreV1Api(lab_api_client(cfg.kubeconfig))
-    for name in control_plane.node_names(cfg):
-        body = control_plane.fake_gpu_node(name, cfg.gpus_per_node)
+    for index, name in enumerate(control_plane.node_names(cfg)):
+        body = control_plane.fake_gpu_node(name, cfg.gpus_per_node, cfg.gpu_product(index))
         try:
             core.create_node(cast(Any, body))
         except ApiException as error:
             if error.status != 409:
                 raise
+            core.patch_node(name, {"metadata": {"labels": body["metadata"]["labels"]}})  # a lab from before
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         nodes = core.list_node(label_selector="type=kwok").items

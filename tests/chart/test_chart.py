@@ -89,3 +89,12 @@ def test_two_replicas_use_kopf_peering_instead_of_standalone(helm: Path) -> None
 def test_service_monitor_is_optional(helm: Path) -> None:
     docs = template(helm, "serviceMonitor.enabled=true")
     assert len(by_kind(docs, "ServiceMonitor")) == 1
+
+
+def test_gpu_product_label_flows_into_the_operator_environment(helm: Path) -> None:
+    docs = template(helm, "engine.gpuProductLabel=cloud.google.com/gke-accelerator")
+    env = {
+        e["name"]: e.get("value")
+        for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["CROSSOVER_GPU_PRODUCT_LABEL"] == "cloud.google.com/gke-accelerator"

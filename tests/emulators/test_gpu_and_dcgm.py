@@ -131,3 +131,12 @@ async def test_vllm_prefill_and_decode_share_one_gpu_time() -> None:
         assert elapsed >= busy * 0.9  # phases in parallel would take 2 s
     finally:
         await server.close()
+
+
+@pytest.mark.parametrize(
+    ("product", "short"), [("NVIDIA-H100-80GB-HBM3", "h100-80gb"), ("NVIDIA-A100-SXM4-80GB", "a100-80gb")]
+)
+def test_gpu_feature_discovery_product_names_find_their_profile(product, short):
+    from crossover_lab.emulators.gpu import profile
+
+    assert profile(product) == profile(short)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from crossover.contracts import FIELD_MANAGER, Component, engine_name, selector_string
-from crossover.reconcile.ports import EngineState
+from crossover.reconcile.ports import ChildRejected, EngineState
 
 APPLY = "application/apply-patch+yaml"
 
@@ -57,10 +58,24 @@ class KubernetesCluster:
             else:  # pragma: no cover - only the engine Deployment is created this way
                 raise ValueError(f"create of {manifest['kind']} is not supported")
         except ApiException as error:
+            if error.status in (400, 422):
+                raise ChildRejected(
+                    f"{manifest['kind']} {manifest['metadata']['name']} rejected by the API server: {_message(error)}"
+                ) from error
             if error.status != 409:  # another reconcile created it first: fine, apply follows
                 raise
 
     def apply(self, manifest: dict[str, Any]) -> None:
+        try:
+            self._apply(manifest)
+        except ApiException as error:
+            if error.status in (400, 422):  # Invalid / BadRequest: the manifest itself is wrong, retrying won't help
+                raise ChildRejected(
+                    f"{manifest['kind']} {manifest['metadata']['name']} rejected by the API server: {_message(error)}"
+                ) from error
+            raise
+
+    def _apply(self, manifest: dict[str, Any]) -> None:
         namespace = manifest["metadata"]["namespace"]
         name = manifest["metadata"]["name"]
         kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
@@ -87,3 +102,12 @@ class KubernetesCluster:
             for h in hpas
             if h.spec and h.spec.scale_target_ref.kind == "Deployment" and h.spec.scale_target_ref.name == deployment
         ]
+
+
+def _message(error: ApiException) -> str:
+    """The Status message of a refusal, on one line."""
+    try:
+        message = str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        message = str(error.reason)
+    return " ".join(message.split())

@@ -11,7 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 from costpolicy.spec import (
@@ -25,6 +25,7 @@ from costpolicy.spec import (
     SelfHosted,
     SpecModel,
 )
+from crossover.api.podtemplate import LABEL_VALUE_PATTERN, EngineTemplate
 from crossover.contracts import GROUP, KIND, VERSION
 
 
@@ -49,11 +50,34 @@ class GPUSpec(SpecModel):
     )
     count: int = Field(default=1, ge=1, le=64, description="GPUs per replica (tensor parallel size).")
     type: str | None = Field(
-        default=None, description="GPU model, e.g. h100-80gb; informational and used as a node selector hint."
+        default=None,
+        max_length=63,
+        pattern=LABEL_VALUE_PATTERN,
+        description=(
+            "GPU model as the cluster labels its nodes, e.g. NVIDIA-H100-80GB-HBM3 (the value GPU feature discovery "
+            "writes to nvidia.com/gpu.product: `kubectl get nodes -L nvidia.com/gpu.product`). Engine pods get a "
+            "node selector on that label (the operator's --gpu-product-label) unless the template sets that key."
+        ),
     )
 
 
 class EngineSpec(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.template) || !has(self.template.spec) || !has(self.template.spec.container) "
+                    "|| !has(self.template.spec.container.resources) || "
+                    "[has(self.gpu) && has(self.gpu.resourceName) ? self.gpu.resourceName : 'nvidia.com/gpu']"
+                    ".all(g, !(has(self.template.spec.container.resources.requests) && "
+                    "g in self.template.spec.container.resources.requests) && "
+                    "!(has(self.template.spec.container.resources.limits) && "
+                    "g in self.template.spec.container.resources.limits))",
+                    "message": "the GPUs come from engine.gpu; template resources may not name the GPU resource",
+                }
+            ]
+        }
+    )
     kind: EngineKind = Field(
         default=EngineKind.VLLM, description="Serving engine: decides which metric names crossover reads."
     )
@@ -67,6 +91,31 @@ class EngineSpec(SpecModel):
         description="Seconds from pod start to ready (model load); replicas pay while warming.",
     )
     capacity: Capacity = Field(description="What one replica processes per second, per phase.")
+    drain_seconds: int = Field(
+        default=120,
+        ge=0,
+        le=3600,
+        description=(
+            "Longest request an engine pod may still be finishing when it is told to stop: the pod's termination "
+            "grace period is this plus the preStop delay that lets routers stop sending to it first."
+        ),
+    )
+    template: EngineTemplate | None = Field(
+        default=None,
+        description=(
+            "Partial pod template merged into the engine pods: tolerations, nodeSelector, affinity, env, envFrom, "
+            "volumes, volumeMounts, securityContext, priorityClassName, serviceAccountName, labels, annotations, "
+            "resources beside the GPUs."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _gpus_from_gpu_spec(self) -> EngineSpec:
+        if self.template is not None:
+            resources = self.template.spec.container.resources
+            if self.gpu.resource_name in resources.requests or self.gpu.resource_name in resources.limits:
+                raise ValueError("the GPUs come from engine.gpu; template resources may not name the GPU resource")
+        return self
 
 
 class SecretKeyRef(SpecModel):

@@ -7,6 +7,7 @@ import logging
 import random
 from dataclasses import replace
 
+from crossover.reconcile.children import EngineSettings
 from crossover.settings import OperatorConfig
 
 
@@ -31,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--rate-window", type=int, help="PromQL rate window in seconds (env CROSSOVER_RATE_WINDOW_SECONDS)"
     )
     parser.add_argument("--metrics-listen", help="HOST:PORT for the operator's /metrics (env CROSSOVER_METRICS_LISTEN)")
+    parser.add_argument(
+        "--gpu-product-label",
+        help="node label matched against spec.engine.gpu.type (env CROSSOVER_GPU_PRODUCT_LABEL; "
+        "default nvidia.com/gpu.product, as GPU feature discovery sets it)",
+    )
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
     parser.add_argument("--standalone", action="store_true", help="no peering: the only operator (tests, dev)")
     parser.add_argument("--peering", default="crossover", help="kopf peering name for running several replicas")
@@ -55,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         "metrics_listen": args.metrics_listen,
     }
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if args.gpu_product_label:
+        cfg = replace(cfg, engine=EngineSettings(gpu_product_label=args.gpu_product_label))
     kopf.run(
         registry=build_registry(cfg),
         clusterwide=not args.namespace,

@@ -35,6 +35,10 @@ class MetricsReading:
     signals: dict[str, Decimal] = field(default_factory=dict)
 
 
+class ChildRejected(Exception):
+    """The API server refused a child manifest as invalid (e.g. a merged engine pod template); the message says why."""
+
+
 class Cluster(Protocol):
     def engine_state(self, namespace: str, name: str) -> EngineState | None: ...
 

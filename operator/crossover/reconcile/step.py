@@ -30,9 +30,9 @@ from crossover.api.v1alpha1 import (
 from crossover.contracts import Component, engine_name, selector_string
 from crossover.manifest import describe_validation_error
 from crossover.reconcile import conditions as cond
-from crossover.reconcile.children import Owner, RouterPodSettings, children
+from crossover.reconcile.children import EngineSettings, Owner, RouterPodSettings, children
 from crossover.reconcile.ledger import next_ledger
-from crossover.reconcile.ports import Cluster, EngineState, Metrics, MetricsReading
+from crossover.reconcile.ports import ChildRejected, Cluster, EngineState, Metrics, MetricsReading
 from crossover.reconcile.routing import routing_status
 from crossover.reconcile.status import (
     decision_record,
@@ -89,7 +89,12 @@ class Resource:
 
 
 def reconcile(
-    resource: Resource, cluster: Cluster, metrics: Metrics, router: RouterPodSettings, now: datetime
+    resource: Resource,
+    cluster: Cluster,
+    metrics: Metrics,
+    router: RouterPodSettings,
+    now: datetime,
+    engine_settings: EngineSettings | None = None,
 ) -> Outcome:
     previous = _previous_status(resource.status)
     try:
@@ -98,7 +103,10 @@ def reconcile(
         return _invalid_spec(resource, previous, describe_validation_error(error), now)
 
     owner = Owner(resource.name, resource.namespace, resource.uid)
-    engine = _ensure_children(owner, spec, previous, cluster, router)
+    try:
+        engine = _ensure_children(owner, spec, previous, cluster, router, engine_settings)
+    except ChildRejected as error:  # the merged pod template (say) is something the API server refuses
+        return _invalid_spec(resource, previous, str(error), now)
     conflicts = cluster.autoscalers_targeting(resource.namespace, engine_name(resource.name))
     reading = metrics.read(resource.namespace, resource.name, spec, now)
     snapshot = _snapshot(engine, reading, previous, now)
@@ -129,8 +137,9 @@ def _ensure_children(
     previous: InferenceDeploymentStatus,
     cluster: Cluster,
     router: RouterPodSettings,
+    engine_settings: EngineSettings | None,
 ) -> EngineState:
-    manifests = children(owner, spec, router)
+    manifests = children(owner, spec, router, engine_settings)
     engine = cluster.engine_state(owner.namespace, owner.name)
     if engine is None:
         initial = (

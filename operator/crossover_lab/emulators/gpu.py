@@ -38,6 +38,16 @@ PROFILES: dict[str, GPUProfile] = {
     "l4": GPUProfile(3_800.0, 180.0, cold_start_seconds=150.0),
 }
 
+# GPU feature discovery's product names (nvidia.com/gpu.product, what the lab's nodes carry and what gpu.type holds
+# in the shipped examples) for the profiles above
+PRODUCTS: dict[str, str] = {
+    "nvidia-h100-80gb-hbm3": "h100-80gb",
+    "nvidia-h100-pcie": "h100-80gb",
+    "nvidia-a100-sxm4-80gb": "a100-80gb",
+    "nvidia-a100-80gb-pcie": "a100-80gb",
+    "nvidia-l4": "l4",
+}
+
 # (running batch, NVML utilisation %), measured on one H100
 UTILIZATION_CURVE: tuple[tuple[int, float], ...] = ((1, 72.0), (16, 89.0), (64, 95.0), (256, 100.0))
 
@@ -45,6 +55,7 @@ UTILIZATION_CURVE: tuple[tuple[int, float], ...] = ((1, 72.0), (16, 89.0), (64, 
 def profile(gpu_type: str | None) -> GPUProfile:
     """The profile for a GPU type (case-insensitive); unknown types are refused with the known ones listed."""
     key = (gpu_type or DEFAULT_GPU_TYPE).strip().lower()
+    key = PRODUCTS.get(key, key)
     try:
         return PROFILES[key]
     except KeyError:
