@@ -20,12 +20,16 @@ from crossover.adapters.kubernetes_cluster import KubernetesCluster
 from crossover.adapters.prometheus_metrics import PrometheusMetrics
 from crossover.contracts import GROUP, PLURAL, VERSION, Basis
 from crossover.operator_metrics import (
+    ACTIONS,
+    BREAK_EVEN_TPS,
+    COST_PER_HOUR,
     COST_PER_MTOK,
     DECISIONS,
     DESIRED_REPLICAS,
     LEDGER,
     RECONCILE_ERRORS,
     RECONCILE_SECONDS,
+    REPLICAS,
     SPILL_FRACTION,
     serve,
 )
@@ -165,3 +169,17 @@ def _publish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
     ):
         if value is not None:
             COST_PER_MTOK.labels(ns, name, side).set(float(value))
+    ACTIONS.labels(ns, name, decision.action.value, decision.reason.value).inc()
+    replicas = outcome.status.get("replicas") or {}
+    for state, key in (
+        ("desired", "desired"),
+        ("ready", "ready"),
+        ("warming", "warming"),
+        ("pending", "unschedulable"),
+    ):
+        REPLICAS.labels(ns, name, state).set(int(replicas.get(key, 0)))
+    if decision.costs.break_even_tokens_per_second is not None:
+        BREAK_EVEN_TPS.labels(ns, name).set(float(decision.costs.break_even_tokens_per_second))
+    if decision.flags.metrics_available:  # unknown demand is not zero cost: leave the last known value
+        COST_PER_HOUR.labels(ns, name, "selfHosted").set(float(decision.costs.self_hosted_hourly))
+        COST_PER_HOUR.labels(ns, name, "api").set(float(decision.costs.api_hourly))

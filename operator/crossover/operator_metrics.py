@@ -73,6 +73,33 @@ COST_PER_MTOK = Gauge(
     registry=REGISTRY,
 )
 
+# per InferenceDeployment, for the chart's dashboard (labels `namespace` and `name` are the resource's: scrape the
+# operator with honor_labels, as the chart's ServiceMonitor does, or Prometheus renames them exported_*)
+REPLICAS = Gauge(
+    "crossover_operator_replicas",
+    "Engine replicas by state: desired, ready, warming, pending (unschedulable)",
+    ["namespace", "name", "state"],
+    registry=REGISTRY,
+)
+BREAK_EVEN_TPS = Gauge(
+    "crossover_operator_break_even_tokens_per_second",
+    "Demand (input + output tok/s) above which self-hosting is cheaper",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+COST_PER_HOUR = Gauge(
+    "crossover_operator_cost_per_hour_dollars",
+    "What the current mix costs per hour, by side",
+    ["namespace", "name", "side"],
+    registry=REGISTRY,
+)
+ACTIONS = Counter(
+    "crossover_operator_actions",
+    "Decisions per InferenceDeployment, by action and reason (the dashboard's annotations)",
+    ["namespace", "name", "action", "reason"],
+    registry=REGISTRY,
+)
+
 
 def serve(listen: str) -> None:
     host, _, port = listen.rpartition(":")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,18 @@ def helm() -> Path:
     return binaries.ensure()["helm"]
 
 
-def template(helm: Path, *sets: str) -> list[dict[str, Any]]:
+def render(helm: Path, *sets: str, api_versions: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     args = [str(helm), "template", "crossover", str(CHART), "--namespace", "crossover-system"]
     args += ["--kube-version", KUBE_VERSION]
     for item in sets:
         args += ["--set", item]
-    result = subprocess.run(args, capture_output=True, text=True, check=False)
+    for version in api_versions:
+        args += ["--api-versions", version]
+    return subprocess.run(args, capture_output=True, text=True, check=False)
+
+
+def template(helm: Path, *sets: str, api_versions: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    result = render(helm, *sets, api_versions=api_versions)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
@@ -98,3 +106,116 @@ def test_gpu_product_label_flows_into_the_operator_environment(helm: Path) -> No
         for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["CROSSOVER_GPU_PRODUCT_LABEL"] == "cloud.google.com/gke-accelerator"
+
+
+# ---- discovery: the PodMonitor ---------------------------------------------------------------------------------
+
+PODMONITOR_API = ("monitoring.coreos.com/v1/PodMonitor",)
+
+
+def test_pod_monitor_renders_only_where_the_prometheus_operator_api_exists(helm: Path) -> None:
+    assert by_kind(template(helm), "PodMonitor") == []  # a plain cluster: no CRD, nothing to apply
+    assert len(by_kind(template(helm, api_versions=PODMONITOR_API), "PodMonitor")) == 1
+    assert by_kind(template(helm, "podMonitor.enabled=false", api_versions=PODMONITOR_API), "PodMonitor") == []
+
+
+def test_pod_monitor_selects_every_pod_crossover_creates_on_its_named_port(helm: Path) -> None:
+    from crossover.api.v1alpha1 import InferenceDeploymentSpec
+    from crossover.contracts import PROMETHEUS_COMPONENT_LABEL, PROMETHEUS_INSTANCE_LABEL, prometheus_label
+    from crossover.reconcile.children import Owner, RouterSettings, children
+
+    monitor = by_kind(template(helm, api_versions=PODMONITOR_API), "PodMonitor")[0]["spec"]
+    spec = yaml.safe_load((CHART.parents[1] / "examples/llama-8b-h100-vs-haiku.yaml").read_text())["spec"]
+    manifests = children(Owner("m", "ns", "u"), InferenceDeploymentSpec.model_validate(spec), RouterSettings("x"))
+    pods = [m["spec"]["template"] for m in manifests if m["kind"] == "Deployment"]
+    assert len(pods) == 2  # engine and router
+    for pod in pods:
+        labels = pod["metadata"]["labels"]
+        for expression in monitor["selector"]["matchExpressions"]:
+            if expression["operator"] == "In":
+                assert labels.get(expression["key"]) in expression["values"], (labels, expression)
+            else:
+                assert expression["key"] in labels
+        ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+        for endpoint in monitor["podMetricsEndpoints"]:
+            assert endpoint["port"] in ports
+    attached = {prometheus_label(label) for label in monitor["podTargetLabels"]}
+    assert attached == {PROMETHEUS_INSTANCE_LABEL, PROMETHEUS_COMPONENT_LABEL}  # what the operator queries by
+    assert monitor["namespaceSelector"] == {"any": True}
+    scoped = by_kind(template(helm, "watchNamespaces={ml}", api_versions=PODMONITOR_API), "PodMonitor")[0]
+    assert scoped["spec"]["namespaceSelector"] == {"matchNames": ["ml"]}
+
+
+def test_service_monitor_keeps_the_operator_gauges_own_namespace_label(helm: Path) -> None:
+    monitor = by_kind(template(helm, "serviceMonitor.enabled=true"), "ServiceMonitor")[0]
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
+
+
+# ---- the dashboard ---------------------------------------------------------------------------------------------
+
+
+def test_dashboard_is_off_by_default_and_a_labelled_config_map_when_on(helm: Path) -> None:
+    assert by_kind(template(helm), "ConfigMap") == []
+    maps = by_kind(template(helm, "dashboard.enabled=true", "dashboard.namespace=monitoring"), "ConfigMap")
+    assert len(maps) == 1
+    config_map = maps[0]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["namespace"] == "monitoring"
+    board = json.loads(config_map["data"]["crossover.json"])
+    assert {v["name"] for v in board["templating"]["list"]} >= {"namespace", "name"}
+    assert all(t["expr"] for p in board["panels"] for t in p["targets"])
+    assert board["annotations"]["list"][0]["expr"]
+
+
+def test_dashboard_json_is_what_its_generator_writes() -> None:
+    sys.path.insert(0, str(CHART.parents[1] / "tools" / "chart"))
+    try:
+        import dashboard
+    finally:
+        sys.path.pop(0)
+    committed = json.loads((CHART / "files" / "dashboards" / "crossover.json").read_text())
+    assert committed == dashboard.dashboard(), "run .venv/bin/python tools/chart/dashboard.py"
+
+
+# ---- hygiene: schema, helm test, README, metadata --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["metrics.port=notaport", "podMonitor.interval=often", "replicaCount=0", "prometheus.url=prom:9090", "typo=1"],
+)
+def test_values_schema_refuses_bad_values(helm: Path, bad: str) -> None:
+    result = render(helm, bad)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
+
+
+def test_helm_test_hook_checks_the_operator_health_through_its_service(helm: Path) -> None:
+    docs = template(helm)
+    hooks = [d for d in by_kind(docs, "Pod") if d["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+    assert len(hooks) == 1
+    url = hooks[0]["spec"]["containers"][0]["command"][-1]
+    service = next(d for d in by_kind(docs, "Service") if d["metadata"]["name"] == "crossover-metrics")
+    assert url == "http://crossover-metrics.crossover-system.svc:8080/healthz"
+    assert {"name": "health", "port": 8080, "targetPort": "health", "protocol": "TCP"} in service["spec"]["ports"]
+    operator = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert "--liveness=http://0.0.0.0:8080/healthz" in operator["args"]
+
+
+def test_chart_readme_is_generated_from_the_values_comments() -> None:
+    result = subprocess.run(
+        [sys.executable, str(CHART.parents[1] / "tools" / "chart" / "readme.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+    readme = (CHART / "README.md").read_text()
+    assert "`podMonitor.enabled`" in readme and "`engine.gpuProductLabel`" in readme
+
+
+def test_chart_has_home_and_icon() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["home"].startswith("https://")
+    assert chart["icon"].startswith("https://")
+    assert (CHART.parents[1] / "docs" / "img" / "icon.svg").is_file()

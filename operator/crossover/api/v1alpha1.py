@@ -254,6 +254,15 @@ class CostStatus(StatusModel):
     ledger: CostLedger | None = None
 
 
+class StageRecord(StatusModel):
+    """One stage of the decision pipeline (break-even, tolerance, stabilisation, rate limit, bounds, ...)."""
+
+    name: str
+    replicas: int
+    reason: str
+    message: str = ""
+
+
 class DecisionRecord(StatusModel):
     time: datetime
     action: str
@@ -261,6 +270,9 @@ class DecisionRecord(StatusModel):
     message: str
     replicas: int
     spill_fraction: NonNegativeDecimal
+    stages: list[StageRecord] = Field(
+        default_factory=list, description="Stage by stage, what each step of the pipeline made of the replica count."
+    )
 
 
 class RecommendationRecord(StatusModel):

@@ -7,13 +7,20 @@ from typing import Any
 
 from costpolicy.decision import Action, Decision, Recommendation
 from costpolicy.money import quantize
-from crossover.api.v1alpha1 import DecisionRecord, InferenceDeploymentStatus, RecommendationRecord
+from crossover.api.v1alpha1 import DecisionRecord, InferenceDeploymentStatus, RecommendationRecord, StageRecord
 
 HISTORY_LENGTH = 10
 
 
-def decision_record(decision: Decision) -> DecisionRecord:
+def decision_record(decision: Decision, stages: bool = False) -> DecisionRecord:
+    """The decision as status keeps it; `stages` only for lastDecision (history stays short)."""
     return DecisionRecord(
+        stages=[
+            StageRecord(name=s.name, replicas=s.replicas, reason=s.reason.value, message=s.message)
+            for s in decision.stages
+        ]
+        if stages
+        else [],
         time=decision.time,
         action=decision.action.value,
         reason=decision.reason.value,

@@ -286,7 +286,7 @@ def _status(seen: _Observed, decision: Decision, applied: int) -> tuple[Inferenc
             if decision.flags.metrics_available
             else (previous.cost or CostStatus())
         ).model_copy(update={"ledger": _ledger(spec, previous, reading, now)}),
-        last_decision=decision_record(decision),
+        last_decision=decision_record(decision, stages=True),
         history=next_history(previous.history, decision),
         recommendations=recommendations_to_status(decision.history),
         conditions=merged,
