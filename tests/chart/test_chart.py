@@ -122,11 +122,11 @@ def test_pod_monitor_renders_only_where_the_prometheus_operator_api_exists(helm:
 def test_pod_monitor_selects_every_pod_crossover_creates_on_its_named_port(helm: Path) -> None:
     from crossover.api.v1alpha1 import InferenceDeploymentSpec
     from crossover.contracts import PROMETHEUS_COMPONENT_LABEL, PROMETHEUS_INSTANCE_LABEL, prometheus_label
-    from crossover.reconcile.children import Owner, RouterSettings, children
+    from crossover.reconcile.children import Owner, RouterPodSettings, children
 
     monitor = by_kind(template(helm, api_versions=PODMONITOR_API), "PodMonitor")[0]["spec"]
     spec = yaml.safe_load((CHART.parents[1] / "examples/llama-8b-h100-vs-haiku.yaml").read_text())["spec"]
-    manifests = children(Owner("m", "ns", "u"), InferenceDeploymentSpec.model_validate(spec), RouterSettings("x"))
+    manifests = children(Owner("m", "ns", "u"), InferenceDeploymentSpec.model_validate(spec), RouterPodSettings("x"))
     pods = [m["spec"]["template"] for m in manifests if m["kind"] == "Deployment"]
     assert len(pods) == 2  # engine and router
     for pod in pods:
