@@ -13,6 +13,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from crossover.api.crd import build_crd
+from crossover.contracts import Component, selector_string
 from tests.fixtures.lab import Lab, Release
 from tests.lab.support import condition, create, eventually, get
 
@@ -108,7 +109,7 @@ RESTRICTED = {
 
 
 def _pods(lab: Lab, namespace: str, name: str) -> list[Any]:
-    selector = f"crossover.dev/inference-deployment={name},app.kubernetes.io/component=engine"
+    selector = selector_string(name, Component.ENGINE)
     return list(lab.core.list_namespaced_pod(namespace, label_selector=selector).items)
 
 

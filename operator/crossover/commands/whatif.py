@@ -47,14 +47,14 @@ def _live_manifest(namespace: str, name: str) -> dict[str, Any]:
     from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
 
+    from crossover.contracts import GROUP, PLURAL, VERSION
+
     try:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     try:
-        found: Any = client.CustomObjectsApi().get_namespaced_custom_object(
-            "crossover.dev", "v1alpha1", namespace, "inferencedeployments", name
-        )
+        found: Any = client.CustomObjectsApi().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     except ApiException as error:
         raise ValueError(f"cannot read InferenceDeployment {namespace}/{name}: {error.reason}") from None
     return {"apiVersion": found["apiVersion"], "kind": found["kind"], "metadata": {"name": name}, "spec": found["spec"]}
