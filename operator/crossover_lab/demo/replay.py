@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -70,7 +71,6 @@ log = logging.getLogger(__name__)
 NAMESPACE = "crossover-demo"
 OPERATOR_NAMESPACE = "crossover-system"
 API_EMULATOR = "api-emulator"
-API_EMULATOR_PORT = 39100
 DIFFERENCE_TO_EXPLAIN = Decimal("0.10")  # live vs simulated beyond this is a finding (docs/demo.md)
 
 
@@ -196,15 +196,17 @@ def install(
     if processes.pid_of(cfg.state, API_EMULATOR) is not None:
         processes.stop(cfg.state, API_EMULATOR)
     raw: dict[str, Any] = yaml.safe_load(manifest_path.read_text())
+    port = _free_port()  # not a fixed one: a provider emulator someone else left running must not answer for ours
     processes.start(
         cfg.state,
         API_EMULATOR,
         [
             sys.executable, "-m", "crossover.cli", "emulate", "api",
-            "--host", LOOPBACK, "--port", str(API_EMULATOR_PORT), "--model", raw["spec"]["api"]["model"],
+            "--host", LOOPBACK, "--port", str(port), "--model", raw["spec"]["api"]["model"],
         ],
         env={**os.environ, "CROSSOVER_EMULATOR_API_KEY": key},
     )  # fmt: skip
+    _wait(lambda: _answers(f"http://{LOOPBACK}:{port}/v1/models", key), 30, "the hosted-API emulator to answer")
     core = client.CoreV1Api(api)
     _fresh_namespace(core)
     ref = raw["spec"]["api"]["credentialsSecretRef"]
@@ -214,7 +216,7 @@ def install(
     core.create_namespaced_secret(NAMESPACE, cast(Any, secret))
     manifest = compress_manifest(raw, k)
     manifest["metadata"]["namespace"] = NAMESPACE
-    manifest["spec"]["api"]["baseURL"] = f"http://{LOOPBACK}:{API_EMULATOR_PORT}/v1"
+    manifest["spec"]["api"]["baseURL"] = f"http://{LOOPBACK}:{port}/v1"
     custom = client.CustomObjectsApi(api)
     name = manifest["metadata"]["name"]
     with contextlib.suppress(ApiException):
@@ -222,6 +224,19 @@ def install(
         _wait(lambda: not client.AppsV1Api(api).list_namespaced_deployment(NAMESPACE).items, 60, "old replay to go")
     custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, manifest)
     return manifest
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(url: str, key: str) -> bool:
+    try:
+        return requests.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def _fresh_namespace(core: client.CoreV1Api) -> None:
