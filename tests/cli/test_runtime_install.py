@@ -66,6 +66,20 @@ def test_runtime_install_has_neither_rich_nor_matplotlib(runtime_venv: Path) -> 
 
 
 @pytest.mark.install
+def test_simulate_without_plots_writes_everything_but_the_png(runtime_venv: Path, tmp_path: Path) -> None:
+    trace = tmp_path / "trace.csv"
+    rows = [f"{60 * k},{4000 + 400 * k},{400 + 40 * k}" for k in range(30)]
+    trace.write_text("window_start_s,input_tokens_per_s,output_tokens_per_s\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    args = ("simulate", "--trace", str(trace), "-f", "examples/llama-8b-h100-vs-haiku.yaml", "--out", str(out))
+    done = _run(runtime_venv, *args)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'crossover[plots]'" in done.stdout
+    assert (out / "decisions.csv").exists() and (out / "summary.json").exists()
+    assert not (out / "report.png").exists()
+
+
+@pytest.mark.install
 @pytest.mark.parametrize(
     ("args", "extra"),
     [
