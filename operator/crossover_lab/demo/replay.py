@@ -187,8 +187,9 @@ def install(
         "upgrade", "--install", "crossover", str(chart),
         "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
         "--set", f"prometheus.url={cfg.prometheus_url}",
-        "--set", f"prometheus.rateWindowSeconds={timing.rate_window_s}",
-        "--set", f"reconcileIntervalSeconds={Decimal(str(timing.reconcile_s)).normalize():f}",
+        # numbers as JSON: `--set` keeps 2.5 a string, which the chart's values schema refuses
+        "--set-json", f"prometheus.rateWindowSeconds={timing.rate_window_s}",
+        "--set-json", f"reconcileIntervalSeconds={Decimal(str(timing.reconcile_s)).normalize():f}",
         "--set", "router.replicas=1",
         "--wait", "--timeout", "120s",
     )  # fmt: skip
