@@ -80,6 +80,13 @@ class SpecModel(BaseModel):
     )
 
 
+class Calibration(StrEnum):
+    """Which capacity decide() plans with: the manifest's, or what crossover measured (costpolicy.calibration)."""
+
+    DECLARED = "Declared"
+    OBSERVED = "Observed"
+
+
 class Capacity(SpecModel):
     """What one replica can process per second, per phase: prefill is an order of magnitude cheaper than decode."""
 
@@ -88,6 +95,13 @@ class Capacity(SpecModel):
     )
     decode_tokens_per_second: PositiveDecimal = Field(
         description="Output tokens one replica generates per second across its whole batch, as a decimal string."
+    )
+    calibration: Calibration = Field(
+        default=Calibration.OBSERVED,
+        description=(
+            "Observed: plan with the capacity crossover measures on replicas that had requests waiting (once it has "
+            "enough samples; status.capacity says which is in use). Declared: always plan with the figures above."
+        ),
     )
 
 

@@ -6,6 +6,7 @@ from the operator's configuration, and tests can build an operator against any c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,6 +23,8 @@ from crossover.contracts import GROUP, PLURAL, VERSION, Basis
 from crossover.operator_metrics import (
     ACTIONS,
     BREAK_EVEN_TPS,
+    CAPACITY_IN_USE,
+    COLD_START_SECONDS,
     COST_PER_HOUR,
     COST_PER_MTOK,
     DECISIONS,
@@ -30,6 +33,7 @@ from crossover.operator_metrics import (
     RECONCILE_ERRORS,
     RECONCILE_SECONDS,
     REPLICAS,
+    SIGNALS,
     SPILL_FRACTION,
     serve,
 )
@@ -163,6 +167,7 @@ def _publish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
     DECISIONS.labels(reason=decision.reason.value, action=decision.action.value).inc()
     DESIRED_REPLICAS.labels(ns, name).set(decision.replicas)
     SPILL_FRACTION.labels(ns, name).set(float(decision.spill_fraction))  # metrics are floats by nature
+    _publish_observations(ns, name, outcome)
     for side, value in (
         ("selfHosted", decision.costs.self_hosted_per_million_tokens),
         ("api", decision.costs.api_per_million_tokens),
@@ -183,3 +188,33 @@ def _publish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
     if decision.flags.metrics_available:  # unknown demand is not zero cost: leave the last known value
         COST_PER_HOUR.labels(ns, name, "selfHosted").set(float(decision.costs.self_hosted_hourly))
         COST_PER_HOUR.labels(ns, name, "api").set(float(decision.costs.api_hourly))
+
+
+SIGNAL_NAMES = ("gpuUtilization", "requestsWaiting", "kvCacheUsage", "ttftP95Seconds")
+
+
+def _publish_observations(ns: str, name: str, outcome: Outcome) -> None:
+    """Signals, capacity and cold start in use as gauges; an unknown signal's series goes (unknown is not zero)."""
+    seen = outcome.observations
+    if seen is None:
+        return
+    values = seen.signals.model_dump(by_alias=True) if seen.signals is not None else {}
+    for signal in SIGNAL_NAMES:
+        value = values.get(signal)
+        if value is None:
+            with contextlib.suppress(KeyError):
+                SIGNALS.remove(ns, name, signal)
+        else:
+            SIGNALS.labels(ns, name, signal).set(float(value))  # metrics are floats by nature
+    in_use = seen.capacity.in_use
+    for source in ("Declared", "Observed"):
+        for phase, value in (
+            ("prefill", in_use.prefill_tokens_per_second),
+            ("decode", in_use.decode_tokens_per_second),
+        ):
+            if source == in_use.source:
+                CAPACITY_IN_USE.labels(ns, name, phase, source).set(float(value))
+            else:
+                with contextlib.suppress(KeyError):
+                    CAPACITY_IN_USE.remove(ns, name, phase, source)
+    COLD_START_SECONDS.labels(ns, name).set(seen.cold_start.in_use_seconds)

@@ -104,3 +104,24 @@ ACTIONS = Counter(
 def serve(listen: str) -> None:
     host, _, port = listen.rpartition(":")
     start_http_server(int(port), addr=host or "0.0.0.0", registry=REGISTRY)
+
+
+# the engine signals each InferenceDeployment's status shows; a series is removed while its signal is unknown
+SIGNALS = Gauge(
+    "crossover_operator_engine_signal",
+    "Engine signals as last read: gpuUtilization (percent), requestsWaiting, kvCacheUsage (0..1), ttftP95Seconds",
+    ["namespace", "name", "signal"],
+    registry=REGISTRY,
+)
+CAPACITY_IN_USE = Gauge(
+    "crossover_operator_capacity_tokens_per_second",
+    "Per-replica capacity decide() plans with, by phase (prefill, decode) and source (Declared, Observed)",
+    ["namespace", "name", "phase", "source"],
+    registry=REGISTRY,
+)
+COLD_START_SECONDS = Gauge(
+    "crossover_operator_cold_start_seconds",
+    "Cold start decide() charges a new replica (the larger of declared and observed)",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)

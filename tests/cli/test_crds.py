@@ -46,7 +46,7 @@ def test_crd_carries_cel_rules_printer_columns_and_subresources():
     assert crd["spec"]["names"]["shortNames"] == ["infd"]
     assert set(version["subresources"]) == {"status", "scale"}
     names = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert names == ["Desired", "Ready", "Spill", "Self $/Mtok", "API $/Mtok", "Saved", "Reason", "Age"]
+    assert names == ["Desired", "Ready", "Spill", "Self $/Mtok", "API $/Mtok", "Saved", "GPU-Util", "Reason", "Age"]
     rules = [rule["rule"] for _, node in _walk(version["schema"]) for rule in node.get("x-kubernetes-validations", [])]
     assert "self.min <= self.max" in rules
     assert "has(self.rented) != has(self.owned)" in rules

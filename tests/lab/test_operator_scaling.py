@@ -90,7 +90,10 @@ def small_manifest(name: str, namespace: str, api: HostedAPI, **changes: Any) ->
             "image": "vllm/vllm-openai:v0.11.0",
             "gpu": {"resourceName": "nvidia.com/gpu", "count": changes.pop("gpus", 1)},
             "coldStartSeconds": 3,
-            "capacity": {"prefillTokensPerSecond": "8000", "decodeTokensPerSecond": "800"},
+            "capacity": {
+                "prefillTokensPerSecond": "8000",
+                "decodeTokensPerSecond": changes.pop("declared_decode", "800"),
+            },
         },
         "replicas": {"min": 0, "max": changes.pop("max_replicas", 4)},
         "selfHosted": {"pricing": {"rented": {"pricePerGPUHour": "2.50"}}, "overheadPerMonth": "0"},
@@ -109,11 +112,18 @@ def small_manifest(name: str, namespace: str, api: HostedAPI, **changes: Any) ->
             "metricsMaxAgeSeconds": 15,
         },
     }
+    if "slo" in changes:
+        spec["slo"] = changes.pop("slo")
+    annotations = {**LAB_HARDWARE, **changes.pop("hardware", {})}
     assert not changes, changes
     return {
         "apiVersion": API_VERSION,
         "kind": "InferenceDeployment",
-        "metadata": {"name": name, "namespace": namespace, "annotations": LAB_HARDWARE},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "annotations": annotations,
+        },
         "spec": spec,
     }
 

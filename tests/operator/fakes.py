@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from crossover.api.v1alpha1 import InferenceDeploymentSpec
@@ -17,6 +18,7 @@ class FakeCluster:
     ready: int | None = None  # None: every requested replica is ready
     warming: int = 0
     unschedulable: int = 0
+    started: tuple[tuple[str, Decimal], ...] = ()  # (pod, seconds scheduled -> Ready) of Ready pods
     hpas: list[str] = field(default_factory=list)
     scale_calls: list[int] = field(default_factory=list)
     creates: int = 0
@@ -31,7 +33,13 @@ class FakeCluster:
             return None
         replicas = deployment["spec"]["replicas"]
         ready = replicas if self.ready is None else min(self.ready, replicas)
-        return EngineState(replicas=replicas, ready=ready, warming=self.warming, unschedulable=self.unschedulable)
+        return EngineState(
+            replicas=replicas,
+            ready=ready,
+            warming=self.warming,
+            unschedulable=self.unschedulable,
+            started=self.started,
+        )
 
     def create(self, manifest: dict[str, Any]) -> None:
         self.creates += 1

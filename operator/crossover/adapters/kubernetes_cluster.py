@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any, cast
 
 from kubernetes import client
@@ -30,6 +31,7 @@ class KubernetesCluster:
             raise
         pods = self._core.list_namespaced_pod(namespace, label_selector=selector_string(name, Component.ENGINE)).items
         ready = warming = unschedulable = 0
+        starts: list[tuple[str, Decimal]] = []
         for pod in pods:
             if pod.metadata is not None and pod.metadata.deletion_timestamp is not None:
                 continue  # terminating: leaving, serves no new requests
@@ -39,6 +41,9 @@ class KubernetesCluster:
                 unschedulable += 1
             elif conditions.get("Ready") is not None and conditions["Ready"].status == "True":
                 ready += 1
+                took = _start_seconds(pod.metadata, scheduled, conditions["Ready"])
+                if took is not None and pod.metadata is not None:
+                    starts.append((str(pod.metadata.name), took))
             else:
                 warming += 1
         return EngineState(
@@ -46,6 +51,7 @@ class KubernetesCluster:
             ready=ready,
             warming=warming,
             unschedulable=unschedulable,
+            started=tuple(starts),
         )
 
     def create(self, manifest: dict[str, Any]) -> None:
@@ -111,3 +117,15 @@ def _message(error: ApiException) -> str:
     except ValueError:
         message = str(error.reason)
     return " ".join(message.split())
+
+
+def _start_seconds(meta: Any, scheduled: Any, ready: Any) -> Decimal | None:
+    """Seconds from the later of creation and scheduling to Ready: the cold start, not the wait for a GPU."""
+    begun = [
+        t for t in (getattr(meta, "creation_timestamp", None), getattr(scheduled, "last_transition_time", None)) if t
+    ]
+    done = getattr(ready, "last_transition_time", None)
+    if not begun or done is None:
+        return None
+    seconds = Decimal(str((done - max(begun)).total_seconds()))
+    return seconds if seconds >= 0 else None

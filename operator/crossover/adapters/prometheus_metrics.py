@@ -31,6 +31,8 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from costpolicy.snapshot import Demand
+from crossover.adapters.signals import POD_LABEL, pod_rates, signals_from
+from crossover.adapters.signals import queries as signal_queries
 from crossover.api.v1alpha1 import EngineKind, InferenceDeploymentSpec
 from crossover.contracts import (
     BACKEND_LABEL,
@@ -64,28 +66,17 @@ RETRY_FAILED_ROUND_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class EngineMetricNames:
+    """Token counters per engine kind (their queue, cache and latency signals: crossover.adapters.signals)."""
+
     prompt_tokens: str
     generation_tokens: str
-    waiting: str | None
-    kv_cache: str | None
-    ttft_bucket: str | None
 
 
 ENGINE_METRICS: dict[EngineKind, EngineMetricNames] = {
-    EngineKind.VLLM: EngineMetricNames(
-        "vllm:prompt_tokens_total",
-        "vllm:generation_tokens_total",
-        "vllm:num_requests_waiting",
-        "vllm:kv_cache_usage_perc",
-        "vllm:time_to_first_token_seconds_bucket",
-    ),
-    EngineKind.SGLANG: EngineMetricNames(
-        "sglang:prompt_tokens_total", "sglang:generation_tokens_total", "sglang:num_queue_reqs", None, None
-    ),
+    EngineKind.VLLM: EngineMetricNames("vllm:prompt_tokens_total", "vllm:generation_tokens_total"),
+    EngineKind.SGLANG: EngineMetricNames("sglang:prompt_tokens_total", "sglang:generation_tokens_total"),
     # TGI exposes generated tokens only as a histogram; its prompt length comes from the input-length histogram
-    EngineKind.TGI: EngineMetricNames(
-        "tgi_request_input_length_sum", "tgi_request_generated_tokens_sum", "tgi_queue_size", None, None
-    ),
+    EngineKind.TGI: EngineMetricNames("tgi_request_input_length_sum", "tgi_request_generated_tokens_sum"),
 }
 
 
@@ -155,16 +146,10 @@ def families(window: str, month_seconds: int) -> dict[str, list[Term]]:
             Term(f"engine.seen/{direction}", f"max by ({_by()}) (timestamp({engine_names(pick)}))"),
             Term(f"engine.rate/{direction}", f"sum by ({_by()}) (rate({engine_names(pick)}[{window}]))"),
         ]
-    signals = [
-        Term("gpuUtilization", f"avg by ({_by()}) (DCGM_FI_DEV_GPU_UTIL{{{engine}}})"),
-        Term("requestsWaiting", f"sum by ({_by()}) ({engine_names(lambda n: n.waiting)})"),
-        Term("kvCacheUsage", f"avg by ({_by()}) ({engine_names(lambda n: n.kv_cache)})"),
-        Term(
-            "ttftP95Seconds",
-            f"histogram_quantile(0.95, sum by ({_by('le')}) (rate({engine_names(lambda n: n.ttft_bucket)}[{window}])))",
-        ),
-    ]
-    return {"demand": demand, "signals": signals}
+    ask = signal_queries(engine, (NAMESPACE, INSTANCE, COMPONENT), window, _names(_prompt), _names(_generation))
+    signals = [Term(key, expr) for key, expr in ask.signals.items()]
+    pods = [Term(key, expr, (POD_LABEL,)) for key, expr in ask.pods.items()]
+    return {"demand": demand, "signals": signals, "pods": pods}
 
 
 def _prompt(names: EngineMetricNames) -> str:
@@ -219,11 +204,8 @@ def reading(values: Slice, kind: EngineKind, window: str) -> MetricsReading:
         api_spend_this_month=spend if spend is not None and spend.is_finite() and spend >= 0 else None,
         tokens_this_month=_month_tokens(values),
         api_throttled=throttled is not None and throttled.is_finite() and throttled > 0,
-        signals={
-            k: v
-            for k in ("gpuUtilization", "requestsWaiting", "kvCacheUsage", "ttftP95Seconds")
-            if (v := values.get(k)) is not None and v.is_finite()
-        },
+        signals=signals_from(values),
+        capacity_samples=tuple((p.input_tps, p.output_tps) for p in pod_rates(values) if p.queued_throughout),
     )
 
 

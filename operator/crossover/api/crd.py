@@ -57,6 +57,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Dollars saved this month against serving the same tokens on the API alone",
     },
     {
+        "name": "GPU-Util",
+        "type": "string",
+        "jsonPath": ".status.signals.gpuUtilization",
+        "description": "Mean GPU utilisation of the engine pods (dcgm-exporter), percent",
+    },
+    {
         "name": "Reason",
         "type": "string",
         "jsonPath": ".status.lastDecision.reason",

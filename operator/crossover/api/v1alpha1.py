@@ -21,6 +21,7 @@ from costpolicy.spec import (
     CostSpec,
     NonNegativeDecimal,
     Policy,
+    PositiveDecimal,
     ReplicaBounds,
     SelfHosted,
     SpecModel,
@@ -137,6 +138,17 @@ class APISpec(SpecModel):
     limits: APILimits = Field(default_factory=APILimits, description="The provider's rate limits.")
 
 
+class SLOSpec(SpecModel):
+    ttft_p95_seconds: PositiveDecimal | None = Field(
+        default=None,
+        alias="ttftP95Seconds",
+        description=(
+            "Time to first token, 95th percentile, in seconds, as a decimal string. Above it the engines count as "
+            "saturated: overflow spills to the API at once and one more replica is weighed against the spill."
+        ),
+    )
+
+
 class InferenceDeploymentSpec(SpecModel):
     model: ModelSpec = Field(description="The model served.")
     engine: EngineSpec = Field(description="The self-hosted engine crossover creates and scales.")
@@ -144,6 +156,7 @@ class InferenceDeploymentSpec(SpecModel):
     self_hosted: SelfHosted = Field(description="What self-hosting costs.")
     api: APISpec = Field(description="The hosted API traffic spills to.")
     policy: Policy = Field(default_factory=Policy, description="How crossover decides.")
+    slo: SLOSpec = Field(default_factory=SLOSpec, description="Service levels the engines must keep.")
 
     def cost_spec(self) -> CostSpec:
         """The economics decide() needs, taken from this spec."""
@@ -282,6 +295,74 @@ class RecommendationRecord(StatusModel):
     replicas: int
 
 
+class SignalsStatus(StatusModel):
+    """What the engines report, as read in the last reconcile; a field is absent when it is unknown."""
+
+    gpu_utilization: NonNegativeDecimal | None = Field(
+        default=None, description="Mean GPU utilisation of the engine pods' GPUs (dcgm-exporter), percent 0..100."
+    )
+    requests_waiting: NonNegativeDecimal | None = Field(
+        default=None, description="Requests queued in the engines, summed over pods."
+    )
+    kv_cache_usage: NonNegativeDecimal | None = Field(
+        default=None, description="Mean KV cache usage of the engine pods, fraction 0..1."
+    )
+    ttft_p95_seconds: NonNegativeDecimal | None = Field(
+        default=None, alias="ttftP95Seconds", description="Time to first token, 95th percentile, seconds."
+    )
+    observed_at: datetime | None = Field(default=None, description="When these were read.")
+    saturated_by: list[str] = Field(
+        default_factory=list, description="Signals that make the fleet count as saturated now (empty: none)."
+    )
+
+
+class CapacityFigures(StatusModel):
+    prefill_tokens_per_second: NonNegativeDecimal
+    decode_tokens_per_second: NonNegativeDecimal
+
+
+class ObservedCapacity(CapacityFigures):
+    samples: int = Field(description="Windows at the limit the estimate rests on.")
+    phases_separated: bool = Field(
+        default=False,
+        description="True when the input/output mixes varied enough to fit prefill and decode apart; "
+        "false when the declared prefill:decode ratio was rescaled to fit.",
+    )
+
+
+class CapacityInUse(CapacityFigures):
+    source: str = Field(description="Declared or Observed: which capacity decide() planned with.")
+
+
+class CapacitySampleRecord(StatusModel):
+    """One window during which a replica had requests waiting throughout: its token rates then."""
+
+    time: datetime
+    input_tokens_per_second: NonNegativeDecimal
+    output_tokens_per_second: NonNegativeDecimal
+
+
+class CapacityStatus(StatusModel):
+    declared: CapacityFigures
+    observed: ObservedCapacity | None = None
+    in_use: CapacityInUse
+    samples: list[CapacitySampleRecord] = Field(default_factory=list)
+
+
+class ColdStartRecord(StatusModel):
+    pod: str
+    seconds: NonNegativeDecimal
+
+
+class ColdStartStatus(StatusModel):
+    declared_seconds: int
+    observed_seconds: NonNegativeDecimal | None = Field(
+        default=None, description="90th percentile of recent engine starts, from scheduled to Ready."
+    )
+    in_use_seconds: int = Field(description="What decide() charges a new replica: the larger of the two.")
+    starts: list[ColdStartRecord] = Field(default_factory=list)
+
+
 class InferenceDeploymentStatus(StatusModel):
     observed_generation: int | None = None
     selector: str | None = Field(default=None, description="Label selector of the engine pods (scale subresource).")
@@ -293,6 +374,9 @@ class InferenceDeploymentStatus(StatusModel):
     history: list[DecisionRecord] = Field(default_factory=list)
     recommendations: list[RecommendationRecord] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
+    signals: SignalsStatus | None = None
+    capacity: CapacityStatus | None = None
+    cold_start: ColdStartStatus | None = None
 
 
 class InferenceDeployment(BaseModel):

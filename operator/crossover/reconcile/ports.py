@@ -20,6 +20,7 @@ class EngineState:
     ready: int
     warming: int  # scheduled, not ready: paid for, serving nothing
     unschedulable: int  # Pending for lack of resources
+    started: tuple[tuple[str, Decimal], ...] = ()  # (pod, seconds from scheduled to Ready) of the Ready pods
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,9 @@ class MetricsReading:
     tokens_this_month: tuple[Decimal, Decimal] | None = None  # (input, output) the router served, month to date
     api_throttled: bool = False
     error: str | None = None
-    signals: dict[str, Decimal] = field(default_factory=dict)
+    signals: dict[str, Decimal] = field(default_factory=dict)  # crossover.adapters.signals.SIGNALS, when known
+    # (input, output) tokens/s of each engine pod that had requests waiting all through the rate window
+    capacity_samples: tuple[tuple[Decimal, Decimal], ...] = ()
 
 
 class ChildRejected(Exception):

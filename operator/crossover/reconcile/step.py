@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from costpolicy import Decision, ReplicaState, Snapshot, decide
 from costpolicy.money import quantize
+from costpolicy.snapshot import Demand
 from costpolicy.spec import PolicyMode
 from crossover.api.v1alpha1 import (
     CostLedger,
@@ -32,6 +33,7 @@ from crossover.manifest import describe_validation_error
 from crossover.reconcile import conditions as cond
 from crossover.reconcile.children import EngineSettings, Owner, RouterPodSettings, children
 from crossover.reconcile.ledger import next_ledger
+from crossover.reconcile.observations import Observations, observe
 from crossover.reconcile.ports import ChildRejected, Cluster, EngineState, Metrics, MetricsReading
 from crossover.reconcile.routing import routing_status
 from crossover.reconcile.status import (
@@ -61,6 +63,7 @@ class Outcome:
     events: tuple[Event, ...] = ()
     decision: Decision | None = None
     scaled_to: int | None = None
+    observations: Observations | None = None  # signals, capacity and cold start in use, saturation
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class _Observed:
     reading: MetricsReading
     conflicts: list[str]
     now: datetime
+    observations: Observations
 
 
 @dataclass(frozen=True)
@@ -109,18 +113,25 @@ def reconcile(
         return _invalid_spec(resource, previous, str(error), now)
     conflicts = cluster.autoscalers_targeting(resource.namespace, engine_name(resource.name))
     reading = metrics.read(resource.namespace, resource.name, spec, now)
-    snapshot = _snapshot(engine, reading, previous, now)
-    decision = decide(spec.cost_spec(), snapshot, recommendations_from_status(previous), now)
-    seen = _Observed(resource, spec, previous, engine, reading, conflicts, now)
+    observations = observe(spec, previous, engine, reading, now)
+    snapshot = _snapshot(engine, reading, previous, now, observations.demand)
+    decision = decide(observations.cost_spec, snapshot, recommendations_from_status(previous), now)
+    seen = _Observed(resource, spec, previous, engine, reading, conflicts, now, observations)
 
-    scaled_to, events = None, []
+    scaled_to, events = None, [Event(kind, reason, message) for kind, reason, message in observations.notes]
     if decision.actuate and not conflicts and decision.replicas != engine.replicas:
         cluster.scale(resource.namespace, engine_name(resource.name), decision.replicas)
         scaled_to = decision.replicas
         message = f"{engine.replicas} → {decision.replicas} replicas: {decision.message}"
         events.append(Event("Normal", decision.action.value, message))
     status, flips = _status(seen, decision, engine.replicas if scaled_to is None else scaled_to)
-    return Outcome(status=dump(status), events=(*events, *flips), decision=decision, scaled_to=scaled_to)
+    return Outcome(
+        status=dump(status),
+        events=(*events, *flips),
+        decision=decision,
+        scaled_to=scaled_to,
+        observations=observations,
+    )
 
 
 def _previous_status(raw: dict[str, Any]) -> InferenceDeploymentStatus:
@@ -156,7 +167,11 @@ def _ensure_children(
 
 
 def _snapshot(
-    engine: EngineState, reading: MetricsReading, previous: InferenceDeploymentStatus, now: datetime
+    engine: EngineState,
+    reading: MetricsReading,
+    previous: InferenceDeploymentStatus,
+    now: datetime,
+    demand: Demand | None,
 ) -> Snapshot:
     current_spill = previous.routing.spill_fraction if previous.routing is not None else None
     return Snapshot(
@@ -164,7 +179,7 @@ def _snapshot(
         replicas=ReplicaState(
             current=engine.replicas, ready=engine.ready, warming=engine.warming, unschedulable=engine.unschedulable
         ),
-        demand=reading.demand,
+        demand=demand,  # as measured, or raised by the saturation guard
         api_spend_this_month=reading.api_spend_this_month,
         api_throttled=reading.api_throttled,
         current_spill_fraction=current_spill,
@@ -290,6 +305,9 @@ def _status(seen: _Observed, decision: Decision, applied: int) -> tuple[Inferenc
         history=next_history(previous.history, decision),
         recommendations=recommendations_to_status(decision.history),
         conditions=merged,
+        signals=seen.observations.signals,
+        capacity=seen.observations.capacity,
+        cold_start=seen.observations.cold_start,
     )
     return status, events
 
