@@ -88,7 +88,7 @@ def test_ttft_slo_pulls_a_replica_in(
             interval=0.5,
         )
         eventually(lambda: engine_replicas(lab, namespace, "slo") >= 2, timeout=60)
-        assert Decimal(fired["signals"]["ttftP95Seconds"]) > Decimal("0.2")
+        assert Decimal(fired["signals"]["ttftP95Seconds"]) > Decimal("0.02")
     finally:
         load.stop()
     assert load.failed == 0, load.outcomes
