@@ -132,7 +132,8 @@ class Engine:
             self.metrics.queue.observe(now - head.arrived)
             self.running.append(head)
 
-    def _step(self, dt: float, now: float) -> None:
+    def _step(self, dt: float, now: float) -> float:
+        """Run `dt` seconds of GPU time; return the part no running sequence could use (all of them finished)."""
         # one GPU, time-shared: prefill (chunked, first come first served) takes its share of the tick first and
         # decode gets what is left, so a busy replica serves exactly `in/prefill + out/decode = 1`
         prefill_budget = self.config.prefill_tokens_per_s * dt
@@ -150,6 +151,7 @@ class Engine:
         decoding = [s for s in self.running if not s.prefilling and not s.finished]
         decode_time = max(0.0, dt - prefilled / self.config.prefill_tokens_per_s)
         decode_budget = self.config.decode_tokens_per_s * decode_time
+        offered = decode_budget
         # water-filling: short remainders finish, the rest share what is left equally
         decoding.sort(key=lambda s: s.max_tokens - s.decoded)
         for index, sequence in enumerate(decoding):
@@ -171,6 +173,9 @@ class Engine:
             if sequence.finished:
                 self.metrics.e2e.observe(now - sequence.arrived)
             sequence.updates.put_nowait(-1)
+        if decode_budget <= 1e-9:
+            return 0.0
+        return decode_time * decode_budget / offered if offered > 0 else 0.0
 
     async def _loop(self) -> None:
         last = time.monotonic()
@@ -184,8 +189,15 @@ class Engine:
                 last = time.monotonic()
             await asyncio.sleep(self.config.tick_seconds)
             now = time.monotonic()
-            self._admit(now)
-            self._step(now - last, now)
+            left = now - last
+            # a slot freed mid-tick is refilled within the tick: a long tick (a busy machine) must not waste the GPU
+            for _ in range(16):
+                self._admit(now)
+                if not self.running:
+                    break
+                left = self._step(left, now)
+                if left <= 1e-9 or not self.waiting:
+                    break
             last = now
             self._admit(now)
             self.metrics.running.set(len(self.running))
