@@ -80,6 +80,9 @@ def write_report(options: DemoOptions, run: Run, outcome: Outcome) -> Path:
         "",
         "## Decisions",
         "",
+        f"The operator's own messages, at wall-clock time t; their $/h are the compressed manifest's (×{k} per wall "
+        "hour).",
+        "",
         *[f"- {d}" for d in run.decisions],
         "",
         "![demand, replicas, API share and cumulative cost](report.png)",
