@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -72,3 +74,20 @@ def test_request_level_slice_keeps_the_trace_arrivals_and_scales_tokens() -> Non
 def test_bad_slices_get_one_line_errors(path: Path, start: float, hours: float, message: str) -> None:
     with pytest.raises(TraceError, match=message):
         load_workload(path, start, hours)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["replay", "--trace", "nope.csv", "-f", "examples/llama-8b-h100-vs-haiku.yaml"], "cannot read nope.csv"),
+        (["replay", "--trace", str(AZURE), "-f", "examples/llama-8b-h100-vs-haiku.yaml", "--compress", "0"],
+         "--compress must be at least 1"),
+        (["demo", "--start-hours", "400"], "after the trace ends"),
+        (["demo", "-f", "nope.yaml"], "nope.yaml"),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_one_line_and_starts_no_lab(args: list[str], message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "crossover.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "bringing up the lab" not in result.stdout
