@@ -15,10 +15,11 @@ engine) shows in the numbers instead of silently lowering the offered load as a 
 
 The emulator steps its scheduler every 1 ms (`--tick-seconds 0.001`; its default 20 ms would quantise TTFT and
 hide sub-millisecond differences). `--router-pythonpath CHECKOUT` runs the router from another checkout (a
-baseline) against the same emulator and client. Everything runs on 127.0.0.1; client, router and emulator share the machine's cores (the client uses one process,
-uvloop when installed), so this measures the router's cost on this machine, not a production ceiling. The LAST line
-printed is one JSON object: added_ttft_p50_ms, added_ttft_p99_ms, router_cpu_us_per_request, max_rps_direct,
-max_rps_router, errors (failed requests in the fixed-rate runs). Not a test: numbers go in the closing notes.
+baseline) against the same emulator and client. Everything runs on 127.0.0.1; client, router and emulator share
+the machine's cores (the client uses one process, uvloop when installed), so this measures the router's cost on
+this machine, not a production ceiling. The LAST line printed is one JSON object: added_ttft_p50_ms,
+added_ttft_p99_ms, router_cpu_us_per_request, max_rps_direct, max_rps_router, errors (failed requests in the
+fixed-rate runs). Not a test: numbers go in the closing notes.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ ENGINE_PORT, ROUTER_PORT = 38000, 38080
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+def start(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
 
 
 def wait_up(url: str) -> None:
@@ -203,10 +204,11 @@ def main() -> int:
     if args.workers != 1:
         router_argv += ["--workers", str(args.workers)]
     router_env = {k: v for k, v in os.environ.items() if k != ENV_API_KEY}
-    if args.router_pythonpath:
-        root = Path(args.router_pythonpath)
-        router_env["PYTHONPATH"] = f"{root / 'operator'}:{root}"
-    router = start(router_argv, env=router_env)
+    checkout = None
+    if args.router_pythonpath:  # its own packages first (`-m` puts the working directory first on sys.path)
+        checkout = Path(args.router_pythonpath).resolve()
+        router_env["PYTHONPATH"] = f"{checkout / 'operator'}:{checkout}"
+    router = start(router_argv, env=router_env, cwd=checkout)
     try:
         wait_up(f"http://127.0.0.1:{ENGINE_PORT}/health")
         wait_up(f"http://127.0.0.1:{ROUTER_PORT}/readyz")
