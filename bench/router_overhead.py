@@ -11,7 +11,8 @@ engine) shows in the numbers instead of silently lowering the offered load as a 
    process and any worker processes, from /proc) over that run, divided by the requests it served, is its CPU per
    request.
 2. The highest sustained rate per path: the rate is stepped up (x`--step`, `--step-seconds` each) until a step has
-   an error or its TTFT p99 exceeds `--slo-ms` (the queue is growing); the last passing step is the maximum.
+   an error or its TTFT p99 exceeds `--slo-ms` (the queue is growing), twice in a row (the machine is shared: one
+   neighbour's spike should not end the search); the last passing step is the maximum.
 
 The emulator steps its scheduler every 1 ms (`--tick-seconds 0.001`; its default 20 ms would quantise TTFT and
 hide sub-millisecond differences). `--router-pythonpath CHECKOUT` runs the router from another checkout (a
@@ -160,12 +161,19 @@ def run_loop(coroutine: object) -> Run:
         return asyncio.run(coroutine)  # type: ignore[arg-type]
 
 
+def passes(run: Run, slo_ms: float) -> bool:
+    return not run.errors and run.quantile(0.99) * 1000 <= slo_ms
+
+
 def max_rate(url: str, args: argparse.Namespace) -> tuple[float, list[Run]]:
     best, rate, runs = 0.0, float(args.start_rate), []
     while rate <= args.max_rate:
         run = run_loop(open_loop(url, rate, args.step_seconds, args.max_tokens))
         runs.append(run)
-        if run.errors or run.quantile(0.99) * 1000 > args.slo_ms:
+        if not passes(run, args.slo_ms):  # once more: one noisy neighbour's spike should not end the search
+            run = run_loop(open_loop(url, rate, args.step_seconds, args.max_tokens))
+            runs.append(run)
+        if not passes(run, args.slo_ms):
             break
         best = rate
         rate = round(rate * args.step)
