@@ -70,7 +70,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(WORKER_FLAG, type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--event-loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop (uvloop: measured faster)"
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop (uvloop, the default, measured no slower; see docs/router.md)",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(func=run)
