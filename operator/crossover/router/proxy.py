@@ -554,8 +554,8 @@ class Router:
     def _pass(self, block: bytes, job: _Request) -> bytes:
         """Complete events as they came; only events with a usage object are parsed (and a usage-only event the
         client did not ask for dropped); the text is measured while no usage was seen, for the estimate."""
-        if USAGE_KEY in block:
-            block = self._usage_events(block, job)
+        if USAGE_KEY in block and (USAGE_MARKERS[0] in block or USAGE_MARKERS[1] in block):
+            block = self._usage_events(block, job)  # only a block with a usage object is split (not "usage":null)
         if not job.usage.counted:
             job.streamed_text += sum(len(text) for text in TEXT_FIELDS.findall(block))
         return block
