@@ -298,7 +298,7 @@ def test_prometheus_unreachable_holds_replicas_and_says_so(
                 time.sleep(1)
             assert status(lab, namespace, "hold")["lastDecision"]["reason"] == "MetricsUnavailable"
         finally:
-            lab_prometheus.start(lab.cfg)
+            lab_prometheus.start(lab.cfg)  # restarts on the configuration the lab wrote
         eventually(lambda: condition(get(lab, namespace, "hold"), "MetricsAvailable")["status"] == "True", timeout=60)
     finally:
         load.stop()
