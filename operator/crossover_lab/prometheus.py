@@ -19,7 +19,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from crossover_lab import processes, scrape
+from crossover_lab import binaries, processes, scrape
 from crossover_lab.config import LOOPBACK, LabConfig
 from crossover_lab.kube import lab_api_client, plain
 
@@ -51,6 +51,7 @@ def chart_podmonitor(helm: Path) -> dict[str, Any]:
         [
             str(helm), "template", "crossover", str(chart_dir()), "--namespace", "crossover-system",
             "--api-versions", "monitoring.coreos.com/v1/PodMonitor", "--show-only", "templates/podmonitor.yaml",
+            "--kube-version", binaries.version_of(next(t for t in binaries.TOOLS if t.name == "kube")),
         ],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
