@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from crossover.api.v1alpha1 import InferenceDeploymentSpec
+from crossover.api.v1alpha1 import EngineKind, InferenceDeploymentSpec
 from crossover.reconcile.ports import EngineState, MetricsReading
 
 
@@ -22,6 +22,8 @@ class FakeCluster:
     hpas: list[str] = field(default_factory=list)
     scale_calls: list[int] = field(default_factory=list)
     creates: int = 0
+    pods: list[str] = field(default_factory=list)  # engine pod names engine_pods() reports
+    deletion_costs: dict[str, int] = field(default_factory=dict)
 
     def _key(self, manifest: dict[str, Any]) -> tuple[str, str, str]:
         meta = manifest["metadata"]
@@ -60,10 +62,20 @@ class FakeCluster:
     def autoscalers_targeting(self, namespace: str, deployment: str) -> list[str]:
         return list(self.hpas)
 
+    def engine_pods(self, namespace: str, name: str) -> list[str]:
+        return list(self.pods)
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
+        self.deletion_costs[pod] = cost
+
 
 @dataclass
 class FakeMetrics:
     reading: MetricsReading
+    inflight: dict[str, Decimal] | None = None  # per engine pod; None: Prometheus cannot say
 
     def read(self, namespace: str, name: str, spec: InferenceDeploymentSpec, now: datetime) -> MetricsReading:
         return self.reading
+
+    def inflight_by_pod(self, namespace: str, name: str, kind: EngineKind) -> dict[str, Decimal] | None:
+        return self.inflight

@@ -217,3 +217,72 @@ def test_shipped_template_examples_parse_and_render():
         spec = yaml.safe_load(path.read_text())["spec"]
         rendered = pod(spec)
         assert rendered["spec"]["containers"][0]["name"] == "engine", path
+
+
+# ---- 4. scale-down removes the least busy pods first -------------------------------------------------------------
+
+
+def _scale_down(inflight, pods=("a", "b", "c")):
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from costpolicy import Demand
+    from crossover.reconcile.children import RouterPodSettings
+    from crossover.reconcile.ports import MetricsReading
+    from crossover.reconcile.step import Resource, reconcile
+    from tests.operator.fakes import FakeCluster, FakeMetrics
+
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    spec = spec_dict()
+    spec["replicas"] = {"min": 0, "max": 8, "pinned": 1}  # 3 -> 1, as `kubectl scale` would ask
+    cluster = FakeCluster(pods=list(pods))
+    resource = Resource("llama-8b", "ml", "uid-1", 1, spec, {})
+    settings = RouterPodSettings(image="crossover:test")
+    reading = MetricsReading(Demand(Decimal(100), Decimal(10)), now)
+    cluster.create({**engine_deployment(OWNER, InferenceDeploymentSpec.model_validate(spec)), "spec": {"replicas": 3}})
+    metrics = FakeMetrics(reading, inflight=inflight)
+    reconcile(resource, cluster, metrics, settings, now)
+    return cluster
+
+
+def test_scale_down_marks_each_pod_with_its_in_flight_requests_as_deletion_cost():
+    from decimal import Decimal
+
+    cluster = _scale_down({"a": Decimal(7), "b": Decimal(0), "c": Decimal("0.4")})
+    assert cluster.scale_calls == [1]
+    assert cluster.deletion_costs == {"a": 7, "b": 0, "c": 1}  # partial counts round up: busy is busy
+
+
+def test_pods_whose_load_is_unknown_rank_as_the_busiest():
+    from decimal import Decimal
+
+    from crossover.reconcile.step import UNKNOWN_LOAD_COST
+
+    assert _scale_down({"a": Decimal(2)}).deletion_costs == {"a": 2, "b": UNKNOWN_LOAD_COST, "c": UNKNOWN_LOAD_COST}
+    assert set(_scale_down(None).deletion_costs.values()) == {UNKNOWN_LOAD_COST}
+
+
+def test_scaling_up_marks_nothing():
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from costpolicy import Demand
+    from crossover.reconcile.children import RouterPodSettings
+    from crossover.reconcile.ports import MetricsReading
+    from crossover.reconcile.step import Resource, reconcile
+    from tests.operator.fakes import FakeCluster, FakeMetrics
+
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    spec = spec_dict()
+    spec["replicas"] = {"min": 0, "max": 8, "pinned": 3}
+    cluster = FakeCluster(pods=["a"])
+    reading = MetricsReading(Demand(Decimal(100), Decimal(10)), now)
+    cluster.create({**engine_deployment(OWNER, InferenceDeploymentSpec.model_validate(spec)), "spec": {"replicas": 1}})
+    reconcile(
+        Resource("llama-8b", "ml", "uid-1", 1, spec, {}),
+        cluster,
+        FakeMetrics(reading, inflight={"a": Decimal(1)}),
+        RouterPodSettings(image="crossover:test"),
+        now,
+    )
+    assert cluster.scale_calls == [3] and cluster.deletion_costs == {}

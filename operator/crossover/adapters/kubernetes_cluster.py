@@ -13,6 +13,7 @@ from crossover.contracts import FIELD_MANAGER, Component, engine_name, selector_
 from crossover.reconcile.ports import ChildRejected, EngineState
 
 APPLY = "application/apply-patch+yaml"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
 class KubernetesCluster:
@@ -108,6 +109,21 @@ class KubernetesCluster:
             for h in hpas
             if h.spec and h.spec.scale_target_ref.kind == "Deployment" and h.spec.scale_target_ref.name == deployment
         ]
+
+    def engine_pods(self, namespace: str, name: str) -> list[str]:
+        pods = self._core.list_namespaced_pod(namespace, label_selector=selector_string(name, Component.ENGINE)).items
+        return [
+            p.metadata.name
+            for p in pods
+            if p.metadata is not None and p.metadata.name and p.metadata.deletion_timestamp is None
+        ]
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
+        try:
+            self._core.patch_namespaced_pod(pod, namespace, {"metadata": {"annotations": {DELETION_COST: str(cost)}}})
+        except ApiException as error:
+            if error.status != 404:  # gone already: nothing to rank
+                raise
 
 
 def _message(error: ApiException) -> str:

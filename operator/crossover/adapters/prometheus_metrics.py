@@ -269,6 +269,24 @@ class PrometheusMetrics:
             return MetricsReading(None, None, error=current.error)
         return reading(current.slices.get((namespace, name), {}), spec.engine.kind, self._window)
 
+    def inflight_by_pod(self, namespace: str, name: str, kind: EngineKind) -> dict[str, Decimal] | None:
+        """Requests each engine pod holds now, asked fresh (only a scale-down needs it); None: Prometheus can't say."""
+        try:
+            result = self._prom.custom_query(inflight_query(namespace, name, kind))
+        except (requests.RequestException, PrometheusApiClientException, ValueError) as error:
+            log.warning("Prometheus in-flight query failed: %s", type(error).__name__)
+            return None
+        out: dict[str, Decimal] = {}
+        for item in result:
+            try:
+                value = Decimal(str(item["value"][1]))
+            except (InvalidOperation, KeyError, IndexError):
+                continue
+            pod = item.get("metric", {}).get("pod")
+            if pod and value.is_finite() and value >= 0:
+                out[pod] = value
+        return out
+
     def round(self, now: datetime) -> Round:
         with self._lock:
             current = self._round
@@ -291,6 +309,19 @@ class PrometheusMetrics:
             log.warning("Prometheus round failed: %s", type(error).__name__)
             return Round(taken, error=f"Prometheus unreachable or failing ({type(error).__name__})")
         return Round(taken, slices)
+
+
+# each engine's own count of the requests it holds (running + queued), per pod: what a scale-down would cut short
+INFLIGHT_METRICS: dict[EngineKind, tuple[str, str]] = {
+    EngineKind.VLLM: ("vllm:num_requests_running", "vllm:num_requests_waiting"),
+    EngineKind.SGLANG: ("sglang:num_running_reqs", "sglang:num_queue_reqs"),
+    EngineKind.TGI: ("tgi_batch_current_size", "tgi_queue_size"),
+}
+
+
+def inflight_query(namespace: str, name: str, kind: EngineKind) -> str:
+    selector = f'{NAMESPACE}="{namespace}",{INSTANCE}="{name}",{COMPONENT}="{Component.ENGINE.value}"'
+    return " + ".join(f"sum by (pod) ({metric}{{{selector}}})" for metric in INFLIGHT_METRICS[kind])
 
 
 def _month_so_far(now: datetime) -> int:

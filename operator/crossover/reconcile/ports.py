@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from costpolicy.snapshot import Demand
-from crossover.api.v1alpha1 import InferenceDeploymentSpec
+from crossover.api.v1alpha1 import EngineKind, InferenceDeploymentSpec
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,18 @@ class Cluster(Protocol):
 
     def autoscalers_targeting(self, namespace: str, deployment: str) -> list[str]: ...
 
+    def engine_pods(self, namespace: str, name: str) -> list[str]:
+        """Names of the engine pods that are not terminating."""
+        ...
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
+        """controller.kubernetes.io/pod-deletion-cost: the ReplicaSet removes lower costs first."""
+        ...
+
 
 class Metrics(Protocol):
     def read(self, namespace: str, name: str, spec: InferenceDeploymentSpec, now: datetime) -> MetricsReading: ...
+
+    def inflight_by_pod(self, namespace: str, name: str, kind: EngineKind) -> dict[str, Decimal] | None:
+        """Requests each engine pod holds now, by pod name; None when unknown."""
+        ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -120,6 +120,8 @@ def reconcile(
 
     scaled_to, events = None, [Event(kind, reason, message) for kind, reason, message in observations.notes]
     if decision.actuate and not conflicts and decision.replicas != engine.replicas:
+        if decision.replicas < engine.replicas:
+            _rank_for_removal(resource, spec, cluster, metrics)
         cluster.scale(resource.namespace, engine_name(resource.name), decision.replicas)
         scaled_to = decision.replicas
         message = f"{engine.replicas} → {decision.replicas} replicas: {decision.message}"
@@ -132,6 +134,25 @@ def reconcile(
         scaled_to=scaled_to,
         observations=observations,
     )
+
+
+# a pod whose load is unknown ranks as the busiest: unknown is never idle
+UNKNOWN_LOAD_COST = 1_000_000
+
+
+def _rank_for_removal(resource: Resource, spec: InferenceDeploymentSpec, cluster: Cluster, metrics: Metrics) -> None:
+    """Before scaling down: mark each engine pod with its in-flight requests as pod-deletion-cost, so the ReplicaSet
+    removes the least busy first (it ranks not-ready pods before ready ones anyway)."""
+    pods = cluster.engine_pods(resource.namespace, resource.name)
+    loads = metrics.inflight_by_pod(resource.namespace, resource.name, spec.engine.kind) or {}
+    for pod in pods:
+        load = loads.get(pod)
+        cost = (
+            UNKNOWN_LOAD_COST
+            if load is None
+            else min(UNKNOWN_LOAD_COST - 1, int(load.to_integral_value(ROUND_CEILING)))
+        )
+        cluster.set_deletion_cost(resource.namespace, pod, cost)
 
 
 def _previous_status(raw: dict[str, Any]) -> InferenceDeploymentStatus:
