@@ -1,17 +1,27 @@
-"""Debian's Prometheus on 127.0.0.1, discovering its targets itself: Kubernetes service discovery (role pod) against
-the lab's API server, with the relabelling the chart's PodMonitor would get from the Prometheus Operator
-(crossover_lab.scrape). It reads pods with a token of its own ServiceAccount (`monitoring/prometheus`, allowed to
-get, list and watch pods), as an in-cluster Prometheus would.
+"""Debian's Prometheus on 127.0.0.1.
+
+Where the binary has Kubernetes service discovery, it discovers its targets itself (role pod, against the lab's API
+server) with the relabelling the chart's PodMonitor would get from the Prometheus Operator (crossover_lab.scrape),
+reading pods with a token of its own ServiceAccount (`monitoring/prometheus`). Debian's build (2.42.0+ds) leaves
+kubernetes_sd out, so there the pod harness lists targets in a file_sd file instead, with `namespace` and `pod` labels
+and the pod's own labels with Prometheus' sanitised names (`crossover.dev/inference-deployment` ->
+`crossover_dev_inference_deployment`), as a PodMonitor with podTargetLabels attaches them. `CROSSOVER_PROMETHEUS`
+points the lab at another build (an upstream release has kubernetes_sd).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,6 +39,15 @@ ACCOUNT = "prometheus"
 TOKEN_SECONDS = 30 * 24 * 3600
 
 
+@dataclass(frozen=True)
+class Target:
+    address: str  # host:port
+    namespace: str
+    pod: str
+    path: str = "/metrics"
+    labels: dict[str, str] = field(default_factory=dict)  # the pod's labels, names as Prometheus sanitises them
+
+
 def chart_dir() -> Path:
     for parent in Path(__file__).resolve().parents:
         if (parent / "charts" / "crossover" / "Chart.yaml").is_file():
@@ -43,6 +62,19 @@ def binary() -> str:
             "prometheus is not installed; `make cluster` installs Debian's package (apt-get install prometheus)"
         )
     return found
+
+
+@functools.cache
+def has_kubernetes_sd(prometheus: str) -> bool:
+    """Whether this Prometheus build knows kubernetes_sd_configs (Debian's does not), asked of its promtool."""
+    promtool = Path(prometheus).with_name("promtool")
+    if not promtool.is_file():
+        return False
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as probe:
+        probe.write("scrape_configs: [{job_name: probe, kubernetes_sd_configs: [{role: pod}]}]\n")
+        probe.flush()
+        result = subprocess.run([str(promtool), "check", "config", probe.name], capture_output=True, check=False)
+    return result.returncode == 0
 
 
 def chart_podmonitor(helm: Path) -> dict[str, Any]:
@@ -95,12 +127,40 @@ def ensure_token(cfg: LabConfig) -> Path:
     return path
 
 
-def _config(cfg: LabConfig, token: Path, podmonitor: dict[str, Any]) -> dict[str, object]:
+def _config(cfg: LabConfig, helm: Path | None) -> dict[str, object]:
     interval = f"{cfg.scrape_interval_seconds}s"  # the lab's clock; the chart's monitors say 15 s
+    jobs: list[dict[str, Any]]
+    if helm is not None and has_kubernetes_sd(binary()):
+        jobs = scrape.lab_jobs(cfg, ensure_token(cfg), chart_podmonitor(helm))
+    else:
+        jobs = [
+            {"job_name": "lab-pods", "file_sd_configs": [{"files": [str(cfg.targets_file)], "refresh_interval": "5s"}]}
+        ]
     return {
         "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
-        "scrape_configs": scrape.lab_jobs(cfg, token, podmonitor),
+        "scrape_configs": jobs,
     }
+
+
+def discovery(cfg: LabConfig) -> str:
+    """ "kubernetes_sd" or "file_sd": how the running lab's Prometheus finds its targets."""
+    config = (cfg.state / "prometheus" / "prometheus.yml").read_text()
+    return "kubernetes_sd" if "kubernetes_sd_configs" in config else "file_sd"
+
+
+def write_targets(cfg: LabConfig, targets: Iterable[Target]) -> None:
+    """Replace the target list atomically; Prometheus notices the file change within a second or so."""
+    groups = [
+        {
+            "targets": [t.address],
+            "labels": {**t.labels, "namespace": t.namespace, "pod": t.pod, "__metrics_path__": t.path},
+        }
+        for t in sorted(targets, key=lambda t: (t.namespace, t.pod, t.address))
+    ]
+    cfg.targets_file.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=cfg.targets_file.parent, delete=False, suffix=".tmp") as handle:
+        json.dump(groups, handle)
+    Path(handle.name).replace(cfg.targets_file)
 
 
 def ready(cfg: LabConfig) -> bool:
@@ -112,17 +172,17 @@ def ready(cfg: LabConfig) -> bool:
 
 
 def start(cfg: LabConfig, helm: Path | None = None) -> bool:
-    """Start Prometheus unless it runs; True if started now. With `helm`, (re)write its configuration from the
-    chart's PodMonitor and a fresh token first; without, restart on the configuration written before."""
+    """Start Prometheus unless it runs; True if started now. With `helm` (and a build that has kubernetes_sd) the
+    configuration is (re)written from the chart's PodMonitor; without, a restart keeps the one written before."""
     if processes.pid_of(cfg.state, NAME) is not None:
         return False
     home = cfg.state / "prometheus"
     home.mkdir(parents=True, exist_ok=True)
     config = home / "prometheus.yml"
     if helm is not None or not config.exists():
-        if helm is None:
-            raise RuntimeError("the first start of the lab's Prometheus needs helm to render the chart's PodMonitor")
-        config.write_text(yaml.safe_dump(_config(cfg, ensure_token(cfg), chart_podmonitor(helm)), sort_keys=False))
+        config.write_text(yaml.safe_dump(_config(cfg, helm), sort_keys=False))
+    if not cfg.targets_file.exists():
+        write_targets(cfg, [])
     processes.start(
         cfg.state,
         NAME,

@@ -151,7 +151,11 @@ def lab_jobs(cfg: LabConfig, token_file: Path, podmonitor: dict[str, Any]) -> li
     dcgm = {
         "job_name": DCGM_JOB,
         "kubernetes_sd_configs": [_kubernetes_sd(cfg, token_file, [DCGM_NAMESPACE])],
-        "relabel_configs": [*_common("metrics"), _address_map()],
+        "relabel_configs": [
+            {"source_labels": ["__meta_kubernetes_namespace"], "regex": DCGM_NAMESPACE, "action": "keep"},
+            *_common("metrics"),
+            _address_map(),
+        ],
     }
     other = {
         "job_name": OTHER_JOB,

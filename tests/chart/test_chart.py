@@ -219,3 +219,77 @@ def test_chart_has_home_and_icon() -> None:
     assert chart["home"].startswith("https://")
     assert chart["icon"].startswith("https://")
     assert (CHART.parents[1] / "docs" / "img" / "icon.svg").is_file()
+
+
+# ---- the lab's Prometheus scrapes as the Prometheus Operator would for this PodMonitor -------------------------
+
+
+def _relabel(labels: dict[str, str], rules: list[dict[str, Any]]) -> dict[str, str] | None:
+    """Prometheus' relabelling (keep, drop, replace; regexes fully anchored), enough to run the lab's jobs."""
+    import re
+
+    out = dict(labels)
+    for rule in rules:
+        value = ";".join(out.get(name, "") for name in rule.get("source_labels", []))
+        regex = re.compile(f"^(?:{rule.get('regex', '(.*)')})$")
+        action = rule.get("action", "replace")
+        match = regex.match(value)
+        if action == "keep" and not match:
+            return None
+        if action == "drop" and match:
+            return None
+        if action == "replace" and match:
+            replacement = rule.get("replacement", "$1")
+            groups = match.groups()
+            out[rule["target_label"]] = re.sub(
+                r"\$\{?(\d+)\}?", lambda m, g=groups: (g[int(m.group(1)) - 1] or "") if g else "", replacement
+            )
+    return out
+
+
+def _discovered(namespace: str, pod: str, labels: dict[str, str], port: str, ip: str = "10.244.0.7") -> dict[str, str]:
+    from crossover_lab.scrape import sanitize
+
+    found = {
+        "__address__": f"{ip}:8000",
+        "__meta_kubernetes_namespace": namespace,
+        "__meta_kubernetes_pod_name": pod,
+        "__meta_kubernetes_pod_ip": ip,
+        "__meta_kubernetes_pod_phase": "Running",
+        "__meta_kubernetes_pod_container_name": "c",
+        "__meta_kubernetes_pod_container_port_name": port,
+    }
+    for key, value in labels.items():
+        found[f"__meta_kubernetes_pod_label_{sanitize(key)}"] = value
+        found[f"__meta_kubernetes_pod_labelpresent_{sanitize(key)}"] = "true"
+    return found
+
+
+def test_lab_scrape_jobs_select_what_the_pod_monitor_selects_and_label_it_alike(helm: Path, tmp_path: Path) -> None:
+    from crossover.contracts import Component, labels
+    from crossover_lab.config import LabConfig
+    from crossover_lab.scrape import lab_jobs
+
+    monitor = by_kind(template(helm, api_versions=PODMONITOR_API), "PodMonitor")[0]
+    jobs = {j["job_name"]: j["relabel_configs"] for j in lab_jobs(LabConfig(state=tmp_path), tmp_path / "t", monitor)}
+    workloads = "podMonitor/crossover-system/crossover-workloads/0"
+    engine = _discovered("ml", "m-engine-1", labels("m", Component.ENGINE), "http")
+    router = _discovered("ml", "m-router-1", labels("m", Component.ROUTER), "http")
+    operator = _discovered("crossover-system", "op", {"app.kubernetes.io/name": "crossover",
+                           "app.kubernetes.io/component": "operator"}, "metrics")  # fmt: skip
+    bare = _discovered("t", "vllm-1", {"app": "vllm"}, "http")
+    dcgm = _discovered("gpu-operator", "dcgm-1", {"app": "nvidia-dcgm-exporter"}, "metrics")
+
+    def owner(target: dict[str, str]) -> list[str]:
+        return [name for name, rules in jobs.items() if _relabel(target, rules) is not None]
+
+    assert owner(engine) == [workloads] and owner(router) == [workloads]
+    assert (
+        owner(operator) == ["crossover-operator"] and owner(dcgm) == ["dcgm-exporter"] and owner(bare) == ["lab-pods"]
+    )
+    assert owner(_discovered("ml", "m-engine-1", labels("m", Component.ENGINE), "grpc")) == []  # only port http
+    scraped = _relabel(engine, jobs[workloads])
+    assert scraped is not None
+    assert scraped["namespace"] == "ml" and scraped["pod"] == "m-engine-1"
+    assert scraped["crossover_dev_inference_deployment"] == "m" and scraped["app_kubernetes_io_component"] == "engine"
+    assert scraped["__address__"] == "127.244.0.7:8000"  # the lab's pod-network map
