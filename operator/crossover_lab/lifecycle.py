@@ -13,7 +13,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from crossover_lab import binaries, control_plane, dcgm, monitoring_crds, processes, prometheus
+from crossover_lab import binaries, control_plane, dcgm, processes, prometheus
 from crossover_lab.config import LabConfig
 from crossover_lab.kube import lab_api_client
 
@@ -62,7 +62,6 @@ def up(cfg: LabConfig) -> LabInfo:
     started = control_plane.start(cfg, bins)
     _ensure_nodes(cfg)
     dcgm.ensure(lab_api_client(cfg.kubeconfig))
-    monitoring_crds.install(lab_api_client(cfg.kubeconfig))
     if prometheus.start(cfg, bins["helm"]):
         started.append(prometheus.NAME)
     if processes.pid_of(cfg.state, HARNESS) is None:

@@ -134,7 +134,12 @@ def _config(cfg: LabConfig, helm: Path | None) -> dict[str, object]:
         jobs = scrape.lab_jobs(cfg, ensure_token(cfg), chart_podmonitor(helm))
     else:
         jobs = [
-            {"job_name": "lab-pods", "file_sd_configs": [{"files": [str(cfg.targets_file)], "refresh_interval": "5s"}]}
+            {"job_name": "lab-pods", "file_sd_configs": [{"files": [str(cfg.targets_file)], "refresh_interval": "5s"}]},
+            {
+                "job_name": "crossover-operator",
+                "honor_labels": True,
+                "file_sd_configs": [{"files": [str(honor_targets_file(cfg))], "refresh_interval": "5s"}],
+            },
         ]
     return {
         "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
@@ -148,19 +153,34 @@ def discovery(cfg: LabConfig) -> str:
     return "kubernetes_sd" if "kubernetes_sd_configs" in config else "file_sd"
 
 
+def _honours_labels(target: Target) -> bool:
+    """The crossover operator is scraped with honor_labels (as the chart's ServiceMonitor does): its gauges carry the
+    InferenceDeployment's own `namespace` label."""
+    return target.labels.get("app_kubernetes_io_name") == "crossover" and (
+        target.labels.get("app_kubernetes_io_component") == "operator"
+    )
+
+
+def honor_targets_file(cfg: LabConfig) -> Path:
+    return cfg.targets_file.with_name("honor-labels.json")
+
+
 def write_targets(cfg: LabConfig, targets: Iterable[Target]) -> None:
-    """Replace the target list atomically; Prometheus notices the file change within a second or so."""
-    groups = [
-        {
-            "targets": [t.address],
-            "labels": {**t.labels, "namespace": t.namespace, "pod": t.pod, "__metrics_path__": t.path},
-        }
-        for t in sorted(targets, key=lambda t: (t.namespace, t.pod, t.address))
-    ]
-    cfg.targets_file.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=cfg.targets_file.parent, delete=False, suffix=".tmp") as handle:
-        json.dump(groups, handle)
-    Path(handle.name).replace(cfg.targets_file)
+    """Replace the target lists atomically; Prometheus notices the file change within a second or so."""
+    ordered = sorted(targets, key=lambda t: (t.namespace, t.pod, t.address))
+    for path, honour in ((cfg.targets_file, False), (honor_targets_file(cfg), True)):
+        groups = [
+            {
+                "targets": [t.address],
+                "labels": {**t.labels, "namespace": t.namespace, "pod": t.pod, "__metrics_path__": t.path},
+            }
+            for t in ordered
+            if _honours_labels(t) == honour
+        ]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+            json.dump(groups, handle)
+        Path(handle.name).replace(path)
 
 
 def ready(cfg: LabConfig) -> bool:
