@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from decimal import Decimal
 from typing import Any, cast
 
@@ -11,6 +12,8 @@ from kubernetes.client.exceptions import ApiException
 
 from crossover.contracts import FIELD_MANAGER, Component, engine_name, selector_string
 from crossover.reconcile.ports import ChildRejected, EngineState
+
+log = logging.getLogger(__name__)
 
 APPLY = "application/apply-patch+yaml"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -122,7 +125,11 @@ class KubernetesCluster:
         try:
             self._core.patch_namespaced_pod(pod, namespace, {"metadata": {"annotations": {DELETION_COST: str(cost)}}})
         except ApiException as error:
-            if error.status != 404:  # gone already: nothing to rank
+            if error.status == 403:  # ranking is best effort: an older RBAC without `patch pods` must not block scaling
+                log.warning(
+                    "cannot mark pod %s/%s with its deletion cost: forbidden (the chart grants patch)", namespace, pod
+                )
+            elif error.status != 404:  # 404: gone already, nothing to rank
                 raise
 
 
