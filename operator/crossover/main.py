@@ -10,7 +10,8 @@ import contextlib
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +20,13 @@ from kubernetes import client, config
 
 from crossover.adapters.kubernetes_cluster import KubernetesCluster
 from crossover.adapters.prometheus_metrics import PrometheusMetrics
-from crossover.contracts import GROUP, PLURAL, VERSION, Basis
+from crossover.adapters.watched_cluster import (
+    AppliedChildren,
+    WatchedCluster,
+    deployment_view,
+    pod_view,
+)
+from crossover.contracts import COMPONENT_LABEL, GROUP, INSTANCE_LABEL, PLURAL, VERSION, Basis, Component
 from crossover.operator_metrics import (
     ACTIONS,
     BREAK_EVEN_TPS,
@@ -39,10 +46,31 @@ from crossover.operator_metrics import (
 )
 from crossover.reconcile.step import Outcome, Resource, reconcile
 from crossover.settings import OperatorConfig
+from crossover.sharding import Shard
 
 log = logging.getLogger("crossover.operator")
 
 FINALIZER = f"{GROUP}/finalizer"
+SHARD_ANNOTATION = f"{GROUP}/shard"  # which shard reconciles the resource (sharded operators only)
+RESYNC_INTERVALS = 10  # children without a watched generation are re-applied at least this often
+HEARTBEAT_INTERVALS = 10  # an unchanged status is still written this often (lastDecision.time shows liveness)
+
+
+def finalizer_for(shard: Shard) -> str:
+    """One finalizer per shard: a shard that does not own a resource must never see (and remove) the owner's."""
+    return FINALIZER if not shard.sharded else f"{FINALIZER}-shard-{shard.index}-of-{shard.count}"
+
+
+class ShardDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf records the last-handled spec even on objects no handler matched; a shard writes it only on its own."""
+
+    def __init__(self, shard: Shard) -> None:
+        super().__init__(prefix=GROUP, key="last-handled-configuration")
+        self._shard = shard
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        if self._shard.owns(body.metadata.namespace or "", body.metadata.name or ""):
+            super().store(body=body, patch=patch, essence=essence)
 
 
 def load_kube_config() -> client.ApiClient:
@@ -55,9 +83,18 @@ def load_kube_config() -> client.ApiClient:
 
 def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
+    shard = cfg.shard
     # locks: one reconcile per resource at a time; latest: the status each resource was last given, by uid, because
     # a handler queued behind another still holds the body (and status) from before the other one patched it
     state: dict[str, Any] = {"locks": {}, "latest": {}, "guard": threading.Lock(), "reconciles": 0}
+    applied = AppliedChildren(resync_seconds=RESYNC_INTERVALS * cfg.interval_seconds)
+    heartbeat = timedelta(seconds=HEARTBEAT_INTERVALS * cfg.interval_seconds)
+
+    def owned(namespace: str | None, name: str | None, **_: Any) -> bool:
+        return shard.owns(namespace or "", name or "")
+
+    def owner_owned(namespace: str | None, labels: kopf.Labels, **_: Any) -> bool:
+        return shard.owns(namespace or "", labels.get(INSTANCE_LABEL, ""))
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -66,15 +103,15 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        settings.persistence.finalizer = FINALIZER
+        settings.persistence.finalizer = finalizer_for(shard)
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=GROUP, key="last-handled-configuration"
-        )
+        settings.persistence.diffbase_storage = ShardDiffBaseStorage(shard)
         settings.watching.server_timeout = 270
         settings.watching.client_timeout = 300
         settings.watching.connect_timeout = 10
-        settings.posting.level = logging.INFO
+        # kopf's own per-handler INFO lines ("Timer 'tick' succeeded") would be posted as an Event on every
+        # reconcile; crossover posts its events itself (kopf.event, on transitions), so only warnings go as events
+        settings.posting.level = logging.WARNING
         settings.execution.max_workers = 8
         settings.networking.request_timeout = 30
         api = load_kube_config()
@@ -84,18 +121,53 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
         )
         if serve_metrics:
             serve(cfg.metrics_listen)
-        log.info("crossover operator: Prometheus %s, every %ss", cfg.prometheus_url, cfg.interval_seconds)
+        log.info(
+            "crossover operator: Prometheus %s, every %ss%s",
+            cfg.prometheus_url,
+            cfg.interval_seconds,
+            f", shard {shard}" if shard.sharded else "",
+        )
+
+    # what the reconciles read, kept current by watches instead of asked for on every reconcile
+    @kopf.index("apps", "v1", "deployments", labels={INSTANCE_LABEL: kopf.PRESENT}, when=owner_owned, registry=registry)
+    def crossover_deployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+        return {(namespace, name): deployment_view(body)}
+
+    @kopf.index(
+        "v1",
+        "pods",
+        labels={INSTANCE_LABEL: kopf.PRESENT, COMPONENT_LABEL: Component.ENGINE.value},
+        when=owner_owned,
+        registry=registry,
+    )
+    def engine_pods(body: kopf.Body, namespace: str | None, labels: Mapping[str, str], **_: Any) -> dict[Any, Any]:
+        return {(namespace, labels[INSTANCE_LABEL]): pod_view(body)}
+
+    @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", registry=registry)
+    def autoscalers(spec: kopf.Spec, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+        target = spec.get("scaleTargetRef") or {}
+        if target.get("kind") != "Deployment":
+            return {}
+        return {(namespace, target.get("name")): f"HorizontalPodAutoscaler/{name}"}
 
     @kopf.on.probe(id="reconciles", registry=registry)
     def reconciles(**_: Any) -> int:
         return int(state["reconciles"])
 
-    def run(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch) -> None:
+    def run(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, indexes: dict[str, Any]) -> None:
         key = f"{body.metadata.namespace}/{body.metadata.name}"
         with state["guard"]:
             lock = state["locks"].setdefault(key, threading.Lock())
         with lock:  # the timer and change handlers never reconcile one resource at once
             started = time.perf_counter()
+            previous = state["latest"].get(body.metadata.uid) or dict(body.status)
+            cluster = WatchedCluster(
+                memo.cluster,
+                applied,
+                indexes["crossover_deployments"],
+                indexes["engine_pods"],
+                indexes["autoscalers"],
+            )
             try:
                 outcome = reconcile(
                     Resource(
@@ -104,9 +176,9 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
                         uid=body.metadata.uid or "",
                         generation=body.metadata.get("generation"),
                         spec=dict(body.spec),
-                        status=state["latest"].get(body.metadata.uid) or dict(body.status),
+                        status=previous,
                     ),
-                    memo.cluster,
+                    cluster,
                     memo.metrics,
                     cfg.router,
                     datetime.now(UTC),
@@ -120,25 +192,27 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
             finally:
                 RECONCILE_SECONDS.observe(time.perf_counter() - started)
                 state["reconciles"] += 1
-            state["latest"][body.metadata.uid] = outcome.status
-            _publish(body, patch, outcome)
+            written = _publish(body, patch, outcome, previous, heartbeat)
+            state["latest"][body.metadata.uid] = outcome.status if written else previous
+            _claim(body, patch, shard)
 
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=cfg.interval_seconds, sharp=True, registry=registry)
-    def tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
-        run(body, memo, patch)
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=cfg.interval_seconds, sharp=True, when=owned, registry=registry)
+    def tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **kwargs: Any) -> None:
+        run(body, memo, patch, kwargs)
 
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
-    def changed(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
-        run(body, memo, patch)
+    @kopf.on.create(GROUP, VERSION, PLURAL, when=owned, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", when=owned, registry=registry)
+    def changed(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **kwargs: Any) -> None:
+        run(body, memo, patch, kwargs)
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True, registry=registry)
+    @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True, when=owned, registry=registry)
     def forget(body: kopf.Body, **_: Any) -> None:
         """Children go by owner references; only this process's memory of the resource needs dropping."""
         with state["guard"]:
             state["latest"].pop(body.metadata.uid, None)
             state["locks"].pop(f"{body.metadata.namespace}/{body.metadata.name}", None)
         LEDGER.forget(body.metadata.namespace or "", body.metadata.name or "")
+        applied.forget(body.metadata.namespace or "", body.metadata.name or "")
 
     return registry
 
@@ -150,20 +224,59 @@ def ledger_values(status: dict[str, Any]) -> dict[Basis, Decimal]:
     return {basis: Decimal(value) for basis, value in found.items() if value is not None}
 
 
-def _publish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
-    """Status as one merge patch (keys that disappeared are nulled), events, and the operator's gauges."""
-    for key in body.status:
-        if key not in outcome.status:
-            patch.status[key] = None
-    for key, value in outcome.status.items():
-        patch.status[key] = value
+def _claim(body: kopf.Body, patch: kopf.Patch, shard: Shard) -> None:
+    """Sharded: name the shard on the resource (once), and drop finalizers another shard layout left behind."""
+    own = finalizer_for(shard)
+    finalizers = list(body.metadata.get("finalizers") or [])
+    kept = [f for f in finalizers if f == own or not f.startswith(FINALIZER)]
+    if kept != finalizers:
+        patch.metadata["finalizers"] = kept
+    if shard.sharded and body.metadata.annotations.get(SHARD_ANNOTATION) != str(shard):
+        patch.metadata.annotations[SHARD_ANNOTATION] = str(shard)
+
+
+def _comparable(status: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """A status without what moves with the clock alone (the decision's time, the month-to-date ledger), and that
+    time."""
+    decision = dict(status.get("lastDecision") or {})
+    at = decision.pop("time", None)
+    cost = {k: v for k, v in (status.get("cost") or {}).items() if k != "ledger"}
+    return {**status, "lastDecision": decision, "cost": cost}, at
+
+
+def _unchanged(new: dict[str, Any], old: dict[str, Any], heartbeat: timedelta) -> bool:
+    """Equal but for what moves with the clock, and the status on the object is younger than the heartbeat."""
+    (new_rest, new_time), (old_rest, old_time) = _comparable(new), _comparable(old)
+    if new_rest != old_rest:
+        return False
+    if new_time == old_time:
+        return True
+    try:
+        age = datetime.fromisoformat(str(new_time)) - datetime.fromisoformat(str(old_time))
+    except ValueError:
+        return False
+    return age < heartbeat
+
+
+def _publish(
+    body: kopf.Body, patch: kopf.Patch, outcome: Outcome, previous: dict[str, Any], heartbeat: timedelta
+) -> bool:
+    """Status as one merge patch (keys that disappeared are nulled) unless only what moves with the clock changed;
+    events; the operator's gauges. True if the status was written."""
+    write = not _unchanged(outcome.status, previous, heartbeat)
+    if write:
+        for key in body.status:
+            if key not in outcome.status:
+                patch.status[key] = None
+        for key, value in outcome.status.items():
+            patch.status[key] = value
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     ns, name = body.metadata.namespace or "", body.metadata.name or ""
     LEDGER.set(ns, name, ledger_values(outcome.status))
     decision = outcome.decision
     if decision is None:
-        return
+        return write
     DECISIONS.labels(reason=decision.reason.value, action=decision.action.value).inc()
     DESIRED_REPLICAS.labels(ns, name).set(decision.replicas)
     SPILL_FRACTION.labels(ns, name).set(float(decision.spill_fraction))  # metrics are floats by nature
@@ -188,6 +301,7 @@ def _publish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
     if decision.flags.metrics_available:  # unknown demand is not zero cost: leave the last known value
         COST_PER_HOUR.labels(ns, name, "selfHosted").set(float(decision.costs.self_hosted_hourly))
         COST_PER_HOUR.labels(ns, name, "api").set(float(decision.costs.api_hourly))
+    return write
 
 
 SIGNAL_NAMES = ("gpuUtilization", "requestsWaiting", "kvCacheUsage", "ttftP95Seconds")

@@ -16,6 +16,7 @@ from crossover.contracts import (
     ENV_ROUTER_REPLICAS,
 )
 from crossover.reconcile.children import EngineSettings, RouterPodSettings
+from crossover.sharding import Shard
 
 DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
 DEFAULT_ROUTER_IMAGE = "ghcr.io/crossover-dev/crossover:0.1.0"
@@ -29,6 +30,7 @@ class OperatorConfig:
     metrics_listen: str = "0.0.0.0:9102"
     router: RouterPodSettings = field(default_factory=lambda: RouterPodSettings(image=DEFAULT_ROUTER_IMAGE))
     engine: EngineSettings = field(default_factory=EngineSettings)
+    shard: Shard = field(default_factory=Shard)  # --shard i/n; the default 0/1 owns everything
 
     @classmethod
     def from_env(cls) -> OperatorConfig:

@@ -76,8 +76,12 @@ class KubernetesCluster:
                 raise
 
     def apply(self, manifest: dict[str, Any]) -> None:
+        self.apply_returning_generation(manifest)
+
+    def apply_returning_generation(self, manifest: dict[str, Any]) -> int | None:
+        """Server-side apply; the object's metadata.generation afterwards (None for kinds without one)."""
         try:
-            self._apply(manifest)
+            return self._apply(manifest)
         except ApiException as error:
             if error.status in (400, 422):  # Invalid / BadRequest: the manifest itself is wrong, retrying won't help
                 raise ChildRejected(
@@ -85,20 +89,32 @@ class KubernetesCluster:
                 ) from error
             raise
 
-    def _apply(self, manifest: dict[str, Any]) -> None:
+    def _apply(self, manifest: dict[str, Any]) -> int | None:
+        """The answer is read as JSON, not deserialised into the client's models: that cost more than the request."""
         namespace = manifest["metadata"]["namespace"]
         name = manifest["metadata"]["name"]
-        kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
+        kwargs: dict[str, Any] = {
+            "field_manager": FIELD_MANAGER,
+            "force": True,
+            "_content_type": APPLY,
+            "_preload_content": False,
+        }
+        response: Any
         if manifest["kind"] == "Deployment":
-            self._apps.patch_namespaced_deployment(name, namespace, manifest, **kwargs)
+            response = self._apps.patch_namespaced_deployment(name, namespace, manifest, **kwargs)
         elif manifest["kind"] == "Service":
-            self._core.patch_namespaced_service(name, namespace, manifest, **kwargs)
+            response = self._core.patch_namespaced_service(name, namespace, manifest, **kwargs)
         elif manifest["kind"] == "ServiceAccount":
-            self._core.patch_namespaced_service_account(name, namespace, manifest, **kwargs)
+            response = self._core.patch_namespaced_service_account(name, namespace, manifest, **kwargs)
         elif manifest["kind"] == "RoleBinding":
-            self._rbac.patch_namespaced_role_binding(name, namespace, manifest, **kwargs)
+            response = self._rbac.patch_namespaced_role_binding(name, namespace, manifest, **kwargs)
         else:  # pragma: no cover
             raise ValueError(f"apply of {manifest['kind']} is not supported")
+        try:
+            generation = json.loads(response.data).get("metadata", {}).get("generation")
+        finally:
+            response.release_conn()
+        return int(generation) if generation is not None else None
 
     def scale(self, namespace: str, deployment: str, replicas: int) -> None:
         self._apps.patch_namespaced_deployment_scale(

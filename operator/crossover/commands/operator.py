@@ -9,6 +9,14 @@ from dataclasses import replace
 
 from crossover.reconcile.children import EngineSettings
 from crossover.settings import OperatorConfig
+from crossover.sharding import Shard
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +47,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
     parser.add_argument("--standalone", action="store_true", help="no peering: the only operator (tests, dev)")
-    parser.add_argument("--peering", default="crossover", help="kopf peering name for running several replicas")
+    parser.add_argument(
+        "--peering",
+        default="crossover",
+        help="kopf peering name for running several replicas (sharded: NAME-shard-I, one peering per shard)",
+    )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=Shard(),
+        metavar="I/N",
+        help="reconcile only shard I of N: resources whose sha256(namespace/name) mod N is I (default 0/1: all)",
+    )
     parser.add_argument("--priority", type=int, help="peering priority (default: random, distinct per replica)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(func=run)
@@ -60,15 +79,16 @@ def run(args: argparse.Namespace) -> int:
         "rate_window_seconds": args.rate_window,
         "metrics_listen": args.metrics_listen,
     }
-    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None}, shard=args.shard)
     if args.gpu_product_label:
         cfg = replace(cfg, engine=EngineSettings(gpu_product_label=args.gpu_product_label))
+    peering = f"{args.peering}-shard-{args.shard.index}" if args.shard.sharded else args.peering
     kopf.run(
         registry=build_registry(cfg),
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=args.standalone,
-        peering_name=None if args.standalone else args.peering,
+        peering_name=None if args.standalone else peering,
         priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),
         liveness_endpoint=args.liveness,
     )
