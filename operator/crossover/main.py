@@ -129,13 +129,22 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
         )
 
     # what the reconciles read, kept current by watches instead of asked for on every reconcile
-    @kopf.index("apps", "v1", "deployments", labels={INSTANCE_LABEL: kopf.PRESENT}, when=owner_owned, registry=registry)
+    @kopf.index(
+        "apps",
+        "v1",
+        "deployments",
+        id="crossover_deployments",
+        labels={INSTANCE_LABEL: kopf.PRESENT},
+        when=owner_owned,
+        registry=registry,
+    )
     def crossover_deployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
         return {(namespace, name): deployment_view(body)}
 
     @kopf.index(
         "v1",
         "pods",
+        id="engine_pods",
         labels={INSTANCE_LABEL: kopf.PRESENT, COMPONENT_LABEL: Component.ENGINE.value},
         when=owner_owned,
         registry=registry,
@@ -143,7 +152,7 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
     def engine_pods(body: kopf.Body, namespace: str | None, labels: Mapping[str, str], **_: Any) -> dict[Any, Any]:
         return {(namespace, labels[INSTANCE_LABEL]): pod_view(body)}
 
-    @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", registry=registry)
+    @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", id="autoscalers", registry=registry)
     def autoscalers(spec: kopf.Spec, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
         target = spec.get("scaleTargetRef") or {}
         if target.get("kind") != "Deployment":
