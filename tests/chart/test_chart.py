@@ -293,3 +293,24 @@ def test_lab_scrape_jobs_select_what_the_pod_monitor_selects_and_label_it_alike(
     assert scraped["namespace"] == "ml" and scraped["pod"] == "m-engine-1"
     assert scraped["crossover_dev_inference_deployment"] == "m" and scraped["app_kubernetes_io_component"] == "engine"
     assert scraped["__address__"] == "127.244.0.7:8000"  # the lab's pod-network map
+
+
+def test_shards_give_one_deployment_each_with_its_own_selector_and_peering(helm: Path) -> None:
+    docs = template(helm, "shards=3", "replicaCount=2")
+    deployments = by_kind(docs, "Deployment")
+    assert [d["metadata"]["name"] for d in deployments] == [f"crossover-shard-{i}" for i in range(3)]
+    selectors = [tuple(sorted(d["spec"]["selector"]["matchLabels"].items())) for d in deployments]
+    assert len(set(selectors)) == 3, "a shard's Deployment must not adopt another shard's pods"
+    for i, deployment in enumerate(deployments):
+        pod = deployment["spec"]["template"]
+        assert pod["metadata"]["labels"].items() >= deployment["spec"]["selector"]["matchLabels"].items()
+        assert f"--shard={i}/3" in pod["spec"]["containers"][0]["args"]
+        assert deployment["spec"]["replicas"] == 2
+    peerings = {d["metadata"]["name"] for d in by_kind(docs, "ClusterKopfPeering")}
+    assert peerings == {f"crossover-shard-{i}" for i in range(3)}  # --peering crossover + -shard-i
+
+
+def test_one_shard_renders_the_unsharded_operator(helm: Path) -> None:
+    (deployment,) = by_kind(template(helm), "Deployment")
+    assert deployment["metadata"]["name"] == "crossover"
+    assert not any(a.startswith("--shard") for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"])
