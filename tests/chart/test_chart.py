@@ -314,3 +314,13 @@ def test_one_shard_renders_the_unsharded_operator(helm: Path) -> None:
     (deployment,) = by_kind(template(helm), "Deployment")
     assert deployment["metadata"]["name"] == "crossover"
     assert not any(a.startswith("--shard") for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_router_replicas_may_be_zero_for_an_operator_alone(helm: Path) -> None:
+    env = {
+        e["name"]: e.get("value")
+        for e in by_kind(template(helm, "router.replicas=0"), "Deployment")[0]["spec"]["template"]["spec"][
+            "containers"
+        ][0]["env"]
+    }
+    assert env["CROSSOVER_ROUTER_REPLICAS"] == "0"
