@@ -27,6 +27,7 @@ class Writer:
         self.applies: list[str] = []
         self.reads = 0
         self.generation = 1
+        self.costs: dict[str, int] = {}
 
     def engine_state(self, namespace: str, name: str) -> EngineState | None:
         self.reads += 1
@@ -41,6 +42,9 @@ class Writer:
 
     def scale(self, namespace: str, deployment: str, replicas: int) -> None:
         self.generation += 1
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
+        self.costs[pod] = cost
 
 
 def deployment(name: str = "llm-engine", image: str = "vllm/vllm-openai:v1") -> dict[str, Any]:
@@ -123,6 +127,9 @@ def test_engine_state_comes_from_the_watch_and_reads_through_only_when_it_has_no
         3, ready=2, warming=1, unschedulable=1, started=(("b", Decimal(90)),)
     )
     assert world.writer.reads == 1
+    assert world.cluster().engine_pods("ns", "llm") == ["a", "b", "c", "d"]  # not the terminating one
+    world.cluster().set_deletion_cost("ns", "a", -5)
+    assert world.writer.costs == {"a": -5}
 
 
 def test_autoscalers_come_from_the_watch() -> None:

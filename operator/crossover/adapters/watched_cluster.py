@@ -140,6 +140,8 @@ class Writer(Protocol):
 
     def scale(self, namespace: str, deployment: str, replicas: int) -> None: ...
 
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None: ...
+
 
 class WatchedCluster:
     """One reconcile's view of the cluster: kopf's indexes for reads, `AppliedChildren` to skip writes."""
@@ -197,3 +199,9 @@ class WatchedCluster:
 
     def autoscalers_targeting(self, namespace: str, deployment: str) -> list[str]:
         return sorted(self._autoscalers.get((namespace, deployment)) or ())
+
+    def engine_pods(self, namespace: str, name: str) -> list[str]:
+        return sorted(p.name for p in self._pods.get((namespace, name)) or () if p.state != TERMINATING)
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
+        self._writer.set_deletion_cost(namespace, pod, cost)
