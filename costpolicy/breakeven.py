@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from costpolicy.money import HOURS_PER_MONTH, SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_MONTH
+from costpolicy.money import HOURS_PER_MONTH, SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_MONTH, ceil_int
 from costpolicy.pricing import (
     api_bill,
     api_cost_per_token,
@@ -56,8 +56,15 @@ def tokens_per_day(tokens_per_second: Decimal) -> Decimal:
     return tokens_per_second * SECONDS_PER_DAY
 
 
-def break_even(spec: CostSpec, input_tokens: Decimal, output_tokens: Decimal) -> BreakEven:
-    """Break-even points for replicas 1..replicas.max at one call shape (input and output tokens per call)."""
+BREAK_EVEN_POINTS = 16  # marginal replicas listed: past the first few each adds the same capacity, so more is noise
+PLOTTED_REPLICAS = 16  # replica counts monthly_cost_curves draws a line for
+
+
+def break_even(
+    spec: CostSpec, input_tokens: Decimal, output_tokens: Decimal, max_points: int = BREAK_EVEN_POINTS
+) -> BreakEven:
+    """Break-even points for the first `max_points` replica counts from the one that first pays for itself, up to
+    replicas.max, at one call shape (input and output tokens per call). The work never grows with replicas.max."""
     per_call_tokens = input_tokens + output_tokens
     h = replica_cost_per_hour(spec) / SECONDS_PER_HOUR  # $ per replica-second
     fixed = overhead_per_hour(spec) / SECONDS_PER_HOUR
@@ -79,7 +86,7 @@ def break_even(spec: CostSpec, input_tokens: Decimal, output_tokens: Decimal) ->
         first = int(fixed / margin_per_replica) + 1  # smallest k with k·margin > fixed
         if first <= spec.replicas.max:
             points.append(point(first, (first * h + fixed) / api_per_token))
-            for k in range(first + 1, spec.replicas.max + 1):
+            for k in range(first + 1, min(spec.replicas.max, first + max_points - 1) + 1):
                 points.append(point(k, (k - 1) * replica_tps + h / api_per_token))
     return BreakEven(
         input_tokens_per_call=input_tokens,
@@ -93,26 +100,42 @@ def break_even(spec: CostSpec, input_tokens: Decimal, output_tokens: Decimal) ->
     )
 
 
+def plotted_replicas(spec: CostSpec) -> list[int]:
+    """At most PLOTTED_REPLICAS counts spread over 1..replicas.max (all of them when there are few)."""
+    top = spec.replicas.max
+    if top <= PLOTTED_REPLICAS:
+        return list(range(1, top + 1))
+    return sorted({1 + (top - 1) * i // (PLOTTED_REPLICAS - 1) for i in range(PLOTTED_REPLICAS)})
+
+
 def monthly_cost_curves(
     spec: CostSpec, input_tokens: Decimal, output_tokens: Decimal, daily_volumes: list[Decimal]
 ) -> dict[str, list[Decimal | None]]:
-    """Monthly cost against daily token volume: the API, each replica count (None past its capacity, where
-    it would have to spill), and the cheapest mix of replicas plus spill (what CostOptimized aims for)."""
+    """Monthly cost against daily token volume: the API, each plotted replica count (None past its capacity, where
+    it would have to spill), and the cheapest mix of replicas plus spill (what CostOptimized aims for).
+
+    The cheapest mix is linear in the replica count between 1 and the count that serves the volume (each replica
+    costs the same and spills the same amount less), so its minimum is at an end: no loop over replicas.max."""
     api_per_token = api_cost_per_token(spec.api_pricing, input_tokens, output_tokens)
     replica_tps = spec.policy.target_utilization * mix_capacity_tps(spec.capacity, input_tokens, output_tokens)
     days_per_month = HOURS_PER_MONTH / 24
+    shown = plotted_replicas(spec)
     curves: dict[str, list[Decimal | None]] = {"api": [], "best": []}
-    for k in range(1, spec.replicas.max + 1):
+    for k in shown:
         curves[f"replicas={k}"] = []
+
+    def mixed(k: int, tps: Decimal) -> Decimal:
+        fixed = self_hosted_cost_per_hour(spec, k) * HOURS_PER_MONTH
+        return fixed + max(Decimal(0), tps - k * replica_tps) * SECONDS_PER_MONTH * api_per_token
+
     for volume in daily_volumes:
         api_month = volume * days_per_month * api_per_token
         curves["api"].append(api_month)
         tps = volume / SECONDS_PER_DAY
-        best = api_month
-        for k in range(1, spec.replicas.max + 1):
+        for k in shown:
             fixed = self_hosted_cost_per_hour(spec, k) * HOURS_PER_MONTH
-            overflow = max(Decimal(0), tps - k * replica_tps) * SECONDS_PER_MONTH * api_per_token
             curves[f"replicas={k}"].append(fixed if tps <= k * replica_tps else None)
-            best = min(best, fixed + overflow)
-        curves["best"].append(best)
+        full = min(spec.replicas.max, max(1, ceil_int(tps / replica_tps))) if replica_tps > 0 else 1
+        candidates = {1, full, max(1, full - 1)}
+        curves["best"].append(min([api_month, *(mixed(k, tps) for k in candidates)]))
     return curves

@@ -24,7 +24,7 @@ from decimal import Decimal
 
 from costpolicy.breakeven import break_even
 from costpolicy.decision import Action, Costs, Decision, Flags, Reason, Recommendation, Stage, StageName
-from costpolicy.money import ONE, SECONDS_PER_HOUR, ZERO, fmt_money, quantize
+from costpolicy.money import ONE, SECONDS_PER_HOUR, ZERO, ceil_int, fmt_money, quantize
 from costpolicy.pricing import (
     Load,
     overhead_per_hour,
@@ -218,9 +218,17 @@ def _constraint_reason(api: _APIAllowance, token_limited: bool) -> tuple[Reason,
 
 
 def _cheapest(spec: CostSpec, load: Load, billed: int, max_spill: Decimal) -> tuple[int, Decimal] | None:
-    """The cheapest replica count in 0..max whose spill the API may take (ties go to fewer replicas)."""
+    """The cheapest replica count whose spill the API may take (ties go to fewer replicas).
+
+    Only counts demand can use are priced: past the count that serves all of it, each replica adds cost and saves
+    nothing, and below the count whose spill the API may take nothing is allowed. So the work follows demand, never
+    replicas.max (a max of 2**62 once kept a worker busy for good).
+    """
+    u = spec.policy.target_utilization
+    top = min(spec.replicas.max, _self_host_all(spec, load))
+    lowest = 0 if max_spill >= ONE else max(0, ceil_int((ONE - max_spill) * load.busy / u) - 1)
     best: tuple[int, Decimal] | None = None
-    for n in range(spec.replicas.max + 1):
+    for n in range(min(lowest, top), top + 1):
         if load.spill(spec, n) > max_spill:
             continue
         cost = plan_cost_per_hour(spec, load, n, billed_now=billed)
@@ -386,7 +394,7 @@ def _costs(spec: CostSpec, load: Load, replicas: int, spill: Decimal) -> Costs:
     self_tps = (1 - spill) * demand.total_tps
     entry = None
     if demand.total_tps > 0:
-        mix = break_even(spec, demand.input_tps, demand.output_tps).entry
+        mix = break_even(spec, demand.input_tps, demand.output_tps, max_points=1).entry
         entry = None if mix is None else mix.tokens_per_second
     return Costs(
         replica_per_hour=replica_cost_per_hour(spec),

@@ -8,7 +8,8 @@ in `x-kubernetes-validations` (so the API server rejects it before anything runs
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -17,24 +18,52 @@ from pydantic.alias_generators import to_camel
 
 from costpolicy.money import ONE, ZERO
 
-NON_NEGATIVE_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
-POSITIVE_PATTERN = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$"
-FRACTION_PATTERN = r"^(0(\.[0-9]+)?|1(\.0+)?)$"
+# Plain decimal digits only, bounded (12 before and 12 after the point): the same strings are refused by the CRD
+# pattern (Go RE2 on the API server) and by the models (re.fullmatch below). Explicit ASCII classes only: `\d`
+# and `\s` mean different things in RE2, Rust and Python regexes; exponents, underscores, signs, whitespace and
+# non-ASCII digits all fail.
+INTEGER_DIGITS = 12
+FRACTION_DIGITS = 12
+DECIMAL_MAX_LENGTH = INTEGER_DIGITS + 1 + FRACTION_DIGITS
+DECIMAL_PATTERN = rf"^[0-9]{{1,{INTEGER_DIGITS}}}(\.[0-9]{{1,{FRACTION_DIGITS}}})?$"
+FRACTION_PATTERN = rf"^(0(\.[0-9]{{1,{FRACTION_DIGITS}}})?|1(\.0{{1,{FRACTION_DIGITS}}})?)$"
+AT_LEAST_ONE_PATTERN = rf"^[1-9][0-9]{{0,{INTEGER_DIGITS - 1}}}(\.[0-9]{{1,{FRACTION_DIGITS}}})?$"
+# Greater than zero is "some digit is not 0": exact in CEL, no conversion to double.
+POSITIVE_RULE = {"rule": "self.matches('[1-9]')", "message": "must be greater than zero"}
+
+# Bounds on every count, so no number the API server accepts can make the operator's work unbounded.
+MAX_REPLICAS = 1_000_000
+MAX_SECONDS = 7 * 86_400  # stabilisation windows, cold start, metrics age: a week at most
+MAX_TOKENS_PER_MINUTE = 10**12
+MAX_REQUESTS_PER_MINUTE = 10**9
 
 
-def _parse_decimal_string(value: Any) -> Decimal:
-    """Accept a quoted decimal string (or a Decimal from code); refuse floats and ints with a clear hint."""
+def _decimal_le_rule(low: str, high: str) -> str:
+    """CEL for `low <= high` on two DECIMAL_PATTERN strings, exact (integer parts, then fractions padded to 12
+    digits, compared as ints): CEL's double() would round 0.30000000000000001 to 0.3."""
+
+    def whole(field: str) -> str:
+        return f"int({field}.split('.')[0])"
+
+    def fraction(field: str) -> str:
+        pad = "0" * FRACTION_DIGITS
+        return f"int((({field} + '.0').split('.')[1] + '{pad}').substring(0, {FRACTION_DIGITS}))"
+
+    return f"{whole(low)} < {whole(high)} || ({whole(low)} == {whole(high)} && {fraction(low)} <= {fraction(high)})"
+
+
+def _parse_decimal_string(value: Any, pattern: str = DECIMAL_PATTERN, shape: str = "plain decimal digits") -> Decimal:
+    """Accept a quoted decimal string of plain digits (or a finite Decimal from code); refuse floats and ints with a
+    clear hint, and anything the CRD pattern refuses (exponents, underscores, signs, whitespace, other digits)."""
     if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value!r} is not a finite decimal number")
         return value
     if isinstance(value, bool) or not isinstance(value, str):
         raise ValueError(f'must be a quoted decimal string such as "2.50", not {type(value).__name__} {value!r}')
-    try:
-        parsed = Decimal(value.strip())
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not a decimal number") from None
-    if not parsed.is_finite():
-        raise ValueError(f"{value!r} is not a finite decimal number")
-    return parsed
+    if re.fullmatch(pattern, value, flags=re.ASCII) is None:
+        raise ValueError(f"{value!r} is not {shape}")
+    return Decimal(value)
 
 
 def _non_negative(value: Decimal) -> Decimal:
@@ -55,20 +84,63 @@ def _fraction(value: Decimal) -> Decimal:
     return value
 
 
+def _at_least_one(value: Decimal) -> Decimal:
+    if value < ONE:
+        raise ValueError(f"must be 1.0 or more (got {value})")
+    return value
+
+
+def _whole(value: Any) -> Any:
+    """Integers as the API server takes them: a JSON number with no fraction (5 or 5.0), never a string or a bool."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a whole number, not {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value  # ints pass; anything else meets the strict int check
+
+
+# Every count in a manifest: strict (no "5", no true) but 5.0 is 5, as on the API server.
+Whole = Annotated[int, BeforeValidator(_whole)]
+
+
+_DIGITS = f"plain decimal digits (at most {INTEGER_DIGITS} before and {FRACTION_DIGITS} after the point)"
+_DECIMAL_SCHEMA = {"type": "string", "pattern": DECIMAL_PATTERN, "maxLength": DECIMAL_MAX_LENGTH}
+
 NonNegativeDecimal = Annotated[
     Decimal,
-    BeforeValidator(lambda v: _non_negative(_parse_decimal_string(v))),
-    WithJsonSchema({"type": "string", "pattern": NON_NEGATIVE_PATTERN, "description": "a decimal string, >= 0"}),
+    BeforeValidator(lambda v: _non_negative(_parse_decimal_string(v, shape=_DIGITS))),
+    WithJsonSchema({**_DECIMAL_SCHEMA, "description": "a decimal string, >= 0"}),
 ]
 PositiveDecimal = Annotated[
     Decimal,
-    BeforeValidator(lambda v: _positive(_parse_decimal_string(v))),
-    WithJsonSchema({"type": "string", "pattern": POSITIVE_PATTERN, "description": "a decimal string, > 0"}),
+    BeforeValidator(lambda v: _positive(_parse_decimal_string(v, shape=_DIGITS))),
+    WithJsonSchema(
+        {**_DECIMAL_SCHEMA, "x-kubernetes-validations": [POSITIVE_RULE], "description": "a decimal string, > 0"}
+    ),
 ]
+_FRACTION_SCHEMA = {"type": "string", "pattern": FRACTION_PATTERN, "maxLength": FRACTION_DIGITS + 2}
 Fraction = Annotated[
     Decimal,
-    BeforeValidator(lambda v: _fraction(_parse_decimal_string(v))),
-    WithJsonSchema({"type": "string", "pattern": FRACTION_PATTERN, "description": "a decimal string in [0, 1]"}),
+    BeforeValidator(lambda v: _fraction(_parse_decimal_string(v, FRACTION_PATTERN, "a decimal string in [0, 1]"))),
+    WithJsonSchema({**_FRACTION_SCHEMA, "description": "a decimal string in [0, 1]"}),
+]
+PositiveFraction = Annotated[
+    Decimal,
+    BeforeValidator(
+        lambda v: _positive(_fraction(_parse_decimal_string(v, FRACTION_PATTERN, "a decimal string in (0, 1]")))
+    ),
+    WithJsonSchema(
+        {**_FRACTION_SCHEMA, "x-kubernetes-validations": [POSITIVE_RULE], "description": "a decimal string in (0, 1]"}
+    ),
+]
+AtLeastOneDecimal = Annotated[
+    Decimal,
+    BeforeValidator(
+        lambda v: _at_least_one(_parse_decimal_string(v, AT_LEAST_ONE_PATTERN, "a decimal string of 1.0 or more"))
+    ),
+    WithJsonSchema(
+        {"type": "string", "pattern": AT_LEAST_ONE_PATTERN, "maxLength": DECIMAL_MAX_LENGTH, "description": ">= 1"}
+    ),
 ]
 
 
@@ -78,6 +150,14 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid", use_enum_values=False
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        """`field: null` means unset, as on the API server, which prunes nulls before validating and defaulting."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
 
 class Calibration(StrEnum):
@@ -118,26 +198,22 @@ class OwnedPricing(SpecModel):
         alias="purchasePricePerGPU",
         description="Purchase price of one GPU (with its share of the server), dollars.",
     )
-    amortization_months: int = Field(gt=0, description="Months over which the purchase price is written off.")
-    power_watts: int = Field(ge=0, description="Average electrical draw of one GPU (with its share of the server).")
+    amortization_months: Whole = Field(
+        gt=0, le=1200, strict=True, description="Months over which the purchase price is written off."
+    )
+    power_watts: Whole = Field(
+        ge=0,
+        le=1_000_000,
+        strict=True,
+        description="Average electrical draw of one GPU (with its share of the server).",
+    )
     electricity_price_per_kwh: NonNegativeDecimal = Field(
         alias="electricityPricePerKWh", description="Price of one kilowatt-hour, in dollars."
     )
-    pue: Decimal = Field(
+    pue: AtLeastOneDecimal = Field(
         default=Decimal("1.0"),
         description="Power usage effectiveness of the facility (1.0 or more), as a decimal string.",
-        json_schema_extra={"type": "string", "pattern": NON_NEGATIVE_PATTERN},
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _parse_pue(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "pue" in data:
-            pue = _parse_decimal_string(data["pue"])
-            if pue < ONE:
-                raise ValueError(f"pue must be 1.0 or more (got {pue})")
-            data = {**data, "pue": pue}
-        return data
 
 
 class SelfHostedPricing(SpecModel):
@@ -178,7 +254,7 @@ class APIPricing(SpecModel):
             "x-kubernetes-validations": [
                 {
                     "rule": "!has(self.cachedInputPerMillion) || "
-                    "double(self.cachedInputPerMillion) <= double(self.inputPerMillion)",
+                    + _decimal_le_rule("self.cachedInputPerMillion", "self.inputPerMillion"),
                     "message": "cachedInputPerMillion must not exceed inputPerMillion",
                 }
             ]
@@ -199,10 +275,12 @@ class APIPricing(SpecModel):
 
 
 class APILimits(SpecModel):
-    tokens_per_minute: int | None = Field(
-        default=None, gt=0, description="The provider's token rate limit (input + output per minute)."
+    tokens_per_minute: Annotated[Whole, Field(gt=0, le=MAX_TOKENS_PER_MINUTE, strict=True)] | None = Field(
+        default=None, description="The provider's token rate limit (input + output per minute)."
     )
-    requests_per_minute: int | None = Field(default=None, gt=0, description="The provider's request rate limit.")
+    requests_per_minute: Annotated[Whole, Field(gt=0, le=MAX_REQUESTS_PER_MINUTE, strict=True)] | None = Field(
+        default=None, description="The provider's request rate limit."
+    )
 
 
 class ReplicaBounds(SpecModel):
@@ -217,11 +295,16 @@ class ReplicaBounds(SpecModel):
             ]
         }
     )
-    min: int = Field(default=0, ge=0, description="Fewest engine replicas, even when the API is cheaper.")
-    max: int = Field(ge=1, description="Most engine replicas crossover will pay for.")
-    pinned: int | None = Field(
-        default=None,
+    min: Whole = Field(
+        default=0,
         ge=0,
+        le=MAX_REPLICAS,
+        strict=True,
+        description="Fewest engine replicas, even when the API is cheaper.",
+    )
+    max: Whole = Field(ge=1, le=MAX_REPLICAS, strict=True, description="Most engine replicas crossover will pay for.")
+    pinned: Annotated[Whole, Field(ge=0, le=MAX_REPLICAS, strict=True)] | None = Field(
+        default=None,
         description=(
             "Hold exactly this many replicas, bypassing the cost policy (spill still follows readiness). "
             "Set by `kubectl scale`; remove the field to hand control back to the policy."
@@ -246,10 +329,10 @@ class PolicyMode(StrEnum):
 
 class SpillPolicy(SpecModel):
     on_saturation: bool = Field(
-        default=True, description="Send demand beyond replicas.max (at the target utilisation) to the API."
+        default=True, strict=True, description="Send demand beyond replicas.max (at the target utilisation) to the API."
     )
     on_cold_start: bool = Field(
-        default=True, description="Send demand to the API while replicas warm up or cannot be scheduled."
+        default=True, strict=True, description="Send demand to the API while replicas warm up or cannot be scheduled."
     )
     max_fraction: Fraction = Field(default=Decimal(1), description="Largest share of demand ever sent to the API.")
 
@@ -272,7 +355,7 @@ class Policy(SpecModel):
             "SelfHostedOnly: scale for demand, never spill. APIOnly: keep replicas.min, send everything to the API."
         ),
     )
-    target_utilization: Fraction = Field(
+    target_utilization: PositiveFraction = Field(
         default=Decimal("0.8"),
         description="Busy fraction (prefill + decode time) a replica is planned to run at, in (0, 1].",
     )
@@ -283,39 +366,48 @@ class Policy(SpecModel):
             "replicas it adds or removes (hysteresis in dollars)."
         ),
     )
-    scale_up_stabilization_seconds: int = Field(
-        default=60, ge=0, description="Scale up only to the lowest count recommended over this window."
+    scale_up_stabilization_seconds: Whole = Field(
+        default=60,
+        ge=0,
+        le=MAX_SECONDS,
+        strict=True,
+        description="Scale up only to the lowest count recommended over this window.",
     )
-    scale_down_stabilization_seconds: int = Field(
-        default=900, ge=0, description="Scale down only to the highest count recommended over this window."
+    scale_down_stabilization_seconds: Whole = Field(
+        default=900,
+        ge=0,
+        le=MAX_SECONDS,
+        strict=True,
+        description="Scale down only to the highest count recommended over this window.",
     )
-    scale_up_max_step: int = Field(
-        default=4, ge=1, description="Most replicas added per decision (or 100 % of current, if larger)."
+    scale_up_max_step: Whole = Field(
+        default=4,
+        ge=1,
+        le=MAX_REPLICAS,
+        strict=True,
+        description="Most replicas added per decision (or 100 % of current, if larger).",
     )
-    scale_down_max_step: int | None = Field(
-        default=None, ge=1, description="Most replicas removed per decision; unset means no limit."
+    scale_down_max_step: Annotated[Whole, Field(ge=1, le=MAX_REPLICAS, strict=True)] | None = Field(
+        default=None,
+        description="Most replicas removed per decision; unset means no limit.",
     )
-    metrics_max_age_seconds: int = Field(
+    metrics_max_age_seconds: Whole = Field(
         default=180,
         gt=0,
+        le=MAX_SECONDS,
+        strict=True,
         description="Metrics older than this are stale: replicas are held, never read as zero.",
     )
     spill: SpillPolicy = Field(default_factory=SpillPolicy, description="When traffic may go to the hosted API.")
     budget: BudgetPolicy = Field(default_factory=BudgetPolicy, description="Limits on API spend.")
-
-    @model_validator(mode="after")
-    def _utilization_positive(self) -> Policy:
-        if self.target_utilization <= ZERO:
-            raise ValueError("policy.targetUtilization must be greater than 0")
-        return self
 
 
 class CostSpec(SpecModel):
     """Everything decide() and the break-even model read, gathered from one InferenceDeployment spec."""
 
     replicas: ReplicaBounds
-    gpus_per_replica: int = Field(default=1, ge=1)
-    cold_start_seconds: int = Field(default=300, ge=0)
+    gpus_per_replica: Whole = Field(default=1, ge=1, le=64, strict=True)
+    cold_start_seconds: Whole = Field(default=300, ge=0, le=MAX_SECONDS, strict=True)
     capacity: Capacity
     self_hosted: SelfHosted
     api_pricing: APIPricing

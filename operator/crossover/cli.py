@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from crossover import __version__
 
@@ -30,8 +31,15 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage mistakes as one line on stderr and exit status 2 (`--help` still shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="crossover",
         description=(
             "Cost-aware LLM inference on Kubernetes: scale vLLM GPU replicas or spill traffic to a hosted "

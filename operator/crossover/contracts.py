@@ -8,6 +8,7 @@ ImportError, not a query that silently matches nothing. Names only the test rig 
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 from costpolicy.spec import PolicyMode
@@ -26,6 +27,9 @@ FIELD_MANAGER = "crossover"
 # ---- the objects the operator owns, and their labels -----------------------------------------------------------
 
 INSTANCE_LABEL = f"{GROUP}/inference-deployment"
+# A Secret may be named as credentialsSecretRef only when it carries this label with value "true" (opt-in): whoever
+# may create InferenceDeployments must not be able to send any Secret of the namespace to a host of their choice.
+API_CREDENTIALS_LABEL = f"{GROUP}/api-credentials"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 
 
@@ -36,14 +40,33 @@ class Component(StrEnum):
     ROUTER = "router"
 
 
+ENGINE_SUFFIX = "-engine"
+ROUTER_SUFFIX = "-router"
+# Services carry `<name>` and `<name>-engine`: both must be DNS-1035 labels of at most 63 characters.
+MAX_NAME_LENGTH = 63 - max(len(ENGINE_SUFFIX), len(ROUTER_SUFFIX))
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+
+def name_problem(name: str) -> str | None:
+    """Why an InferenceDeployment cannot have this name (every child's name must be valid), or None."""
+    if len(name) > MAX_NAME_LENGTH:
+        return f"metadata.name {name!r} is longer than {MAX_NAME_LENGTH} characters (children add {ENGINE_SUFFIX!r})"
+    if re.fullmatch(NAME_PATTERN, name, flags=re.ASCII) is None:
+        return (
+            f"metadata.name {name!r} is not a DNS-1035 label (lower-case letters, digits and '-', starting with a "
+            "letter): it names Services"
+        )
+    return None
+
+
 def engine_name(name: str) -> str:
     """The engine Deployment; its pods are `<name>-engine-*`."""
-    return f"{name}-engine"
+    return f"{name}{ENGINE_SUFFIX}"
 
 
 def router_name(name: str) -> str:
     """The router Deployment; its pods are `<name>-router-*`."""
-    return f"{name}-router"
+    return f"{name}{ROUTER_SUFFIX}"
 
 
 def service_name(name: str) -> str:
@@ -94,6 +117,9 @@ ENV_ROUTER_CLUSTER_ROLE = "CROSSOVER_ROUTER_CLUSTER_ROLE"
 ENV_ROUTER_MAX_BODY_BYTES = "CROSSOVER_ROUTER_MAX_BODY_BYTES"  # the router's request body cap (--max-body-bytes)
 ENV_PROMETHEUS_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's; set for router workers (--workers)
 ENV_GPU_PRODUCT_LABEL = "CROSSOVER_GPU_PRODUCT_LABEL"  # node label matched against spec.engine.gpu.type
+ENV_API_BASE_URL_ALLOWLIST = "CROSSOVER_API_BASE_URL_ALLOWLIST"  # comma-separated; empty allows any
+ENV_PEERING = "CROSSOVER_PEERING"  # kopf peering name; unset: a standalone operator
+ENV_RECONCILE_STUCK = "CROSSOVER_RECONCILE_STUCK_SECONDS"  # liveness fails once one reconcile runs this long
 
 # ---- the router's metrics (prometheus_client appends `_total` to counters in the exposition) ---------------------
 
@@ -157,6 +183,7 @@ class Basis(StrEnum):
 
 
 __all__ = [
+    "API_CREDENTIALS_LABEL",
     "API_VERSION",
     "BACKEND_LABEL",
     "BASIS_LABEL",
@@ -165,13 +192,16 @@ __all__ = [
     "COST_DOLLARS",
     "DIRECTION_LABEL",
     "ENV_ADDRESS_MAP",
+    "ENV_API_BASE_URL_ALLOWLIST",
     "ENV_API_KEY",
     "ENV_GPU_PRODUCT_LABEL",
     "ENV_METRICS_LISTEN",
+    "ENV_PEERING",
     "ENV_PROMETHEUS_MULTIPROC_DIR",
     "ENV_PROMETHEUS_URL",
     "ENV_RATE_WINDOW",
     "ENV_RECONCILE_INTERVAL",
+    "ENV_RECONCILE_STUCK",
     "ENV_ROUTER_CLUSTER_ROLE",
     "ENV_ROUTER_IMAGE",
     "ENV_ROUTER_MAX_BODY_BYTES",
@@ -180,6 +210,8 @@ __all__ = [
     "GROUP",
     "INSTANCE_LABEL",
     "KIND",
+    "MAX_NAME_LENGTH",
+    "NAME_PATTERN",
     "OUTCOME_LABEL",
     "PLURAL",
     "PROMETHEUS_COMPONENT_LABEL",
@@ -205,6 +237,7 @@ __all__ = [
     "PolicyMode",
     "engine_name",
     "labels",
+    "name_problem",
     "prometheus_label",
     "router_name",
     "selector",

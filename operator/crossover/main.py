@@ -27,6 +27,7 @@ from crossover.adapters.watched_cluster import (
     pod_view,
 )
 from crossover.contracts import COMPONENT_LABEL, GROUP, INSTANCE_LABEL, PLURAL, VERSION, Basis, Component
+from crossover.liveness import Stuck, Watchdog
 from crossover.operator_metrics import (
     ACTIONS,
     BREAK_EVEN_TPS,
@@ -44,7 +45,7 @@ from crossover.operator_metrics import (
     SPILL_FRACTION,
     serve,
 )
-from crossover.reconcile.step import Outcome, Resource, reconcile
+from crossover.reconcile.step import Outcome, Resource, reconcile_or_degrade
 from crossover.settings import OperatorConfig
 from crossover.sharding import Shard
 
@@ -84,11 +85,12 @@ def load_kube_config() -> client.ApiClient:
 def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     shard = cfg.shard
-    # locks: one reconcile per resource at a time; latest: the status each resource was last given, by uid, because
-    # a handler queued behind another still holds the body (and status) from before the other one patched it
+    # locks: one reconcile per resource at a time; latest: by uid, the status this process last wrote (or kept) and
+    # the resourceVersion of the body it was computed from (see status_to_use)
     state: dict[str, Any] = {"locks": {}, "latest": {}, "guard": threading.Lock(), "reconciles": 0}
     applied = AppliedChildren(resync_seconds=RESYNC_INTERVALS * cfg.interval_seconds)
     heartbeat = timedelta(seconds=HEARTBEAT_INTERVALS * cfg.interval_seconds)
+    watchdog = Watchdog(cfg.stuck_after_seconds)
 
     def owned(namespace: str | None, name: str | None, **_: Any) -> bool:
         return shard.owns(namespace or "", name or "")
@@ -163,13 +165,24 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
     def reconciles(**_: Any) -> int:
         return int(state["reconciles"])
 
+    @kopf.on.probe(id="inflight", registry=registry)
+    def inflight(**_: Any) -> int:
+        """Fails (so liveness fails) while a reconcile has run longer than the bound."""
+        try:
+            return watchdog.check()
+        except Stuck as error:
+            log.error("liveness: %s", error)
+            raise kopf.PermanentError(str(error)) from None
+
     def run(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, indexes: dict[str, Any]) -> None:
         key = f"{body.metadata.namespace}/{body.metadata.name}"
         with state["guard"]:
             lock = state["locks"].setdefault(key, threading.Lock())
-        with lock:  # the timer and change handlers never reconcile one resource at once
+        with lock, watchdog.watching(key):  # the timer and change handlers never reconcile one resource at once
             started = time.perf_counter()
-            previous = state["latest"].get(body.metadata.uid) or dict(body.status)
+            uid = body.metadata.uid or ""
+            version = body.metadata.get("resourceVersion")
+            previous = status_to_use(dict(body.status), version, state["latest"].get(uid))
             cluster = WatchedCluster(
                 memo.cluster,
                 applied,
@@ -178,11 +191,11 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
                 indexes["autoscalers"],
             )
             try:
-                outcome = reconcile(
+                outcome = reconcile_or_degrade(
                     Resource(
                         name=body.metadata.name or "",
                         namespace=body.metadata.namespace or "",
-                        uid=body.metadata.uid or "",
+                        uid=uid,
                         generation=body.metadata.get("generation"),
                         spec=dict(body.spec),
                         status=previous,
@@ -193,16 +206,13 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
                     datetime.now(UTC),
                     cfg.engine,
                 )
-            except Exception as error:
-                RECONCILE_ERRORS.labels(kind=type(error).__name__).inc()
-                raise kopf.TemporaryError(
-                    f"reconcile failed: {type(error).__name__}", delay=cfg.interval_seconds
-                ) from error
             finally:
                 RECONCILE_SECONDS.observe(time.perf_counter() - started)
                 state["reconciles"] += 1
+            if outcome.error is not None:
+                RECONCILE_ERRORS.labels(kind="reconcile").inc()
             written = _publish(body, patch, outcome, previous, heartbeat)
-            state["latest"][body.metadata.uid] = outcome.status if written else previous
+            state["latest"][uid] = (outcome.status if written else previous, version)
             _claim(body, patch, shard)
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=cfg.interval_seconds, sharp=True, when=owned, registry=registry)
@@ -231,6 +241,21 @@ def ledger_values(status: dict[str, Any]) -> dict[Basis, Decimal]:
     ledger = (status.get("cost") or {}).get("ledger") or {}
     found = {Basis.ACTUAL: ledger.get("actual"), Basis.API_ONLY: ledger.get("apiOnly")}
     return {basis: Decimal(value) for basis, value in found.items() if value is not None}
+
+
+def status_to_use(
+    body_status: dict[str, Any], body_version: str | None, latest: tuple[dict[str, Any], str | None] | None
+) -> dict[str, Any]:
+    """The object's own status, unless this process wrote a newer one the body cannot show yet.
+
+    A handler queued behind another holds the body from before the other patched status: the same
+    resourceVersion the last write was computed from, so that write is newer and wins. Any other resourceVersion
+    means the object changed since (our own patch landed, or another replica reconciled after a peering
+    failover), and the object's status is the truth: a stale cache must never replace fresher recommendations.
+    """
+    if latest is not None and body_version is not None and latest[1] == body_version:
+        return latest[0]
+    return body_status
 
 
 def _claim(body: kopf.Body, patch: kopf.Patch, shard: Shard) -> None:

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from costpolicy.breakeven import BreakEven, monthly_cost_curves
+from costpolicy.breakeven import BreakEven, monthly_cost_curves, plotted_replicas
 from costpolicy.money import SECONDS_PER_DAY
 from costpolicy.spec import CostSpec
 
@@ -26,7 +26,8 @@ def plot_breakeven(spec: CostSpec, result: BreakEven, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
     ax.plot(x, [float(v or 0) for v in curves["api"]], color="tab:red", lw=2, label="API only")
     cmap = plt.get_cmap("Blues")
-    for k in range(1, spec.replicas.max + 1):
+    shown = plotted_replicas(spec)
+    for k in shown:
         ys = curves[f"replicas={k}"]
         pts = [(xi, float(y)) for xi, y in zip(x, ys, strict=True) if y is not None]
         if pts:
@@ -35,7 +36,7 @@ def plot_breakeven(spec: CostSpec, result: BreakEven, path: str | Path) -> None:
                 [p[1] for p in pts],
                 color=cmap(0.35 + 0.6 * k / spec.replicas.max),
                 lw=1,
-                label=f"{k} replica{'s' if k > 1 else ''}" if k in (1, spec.replicas.max) else None,
+                label=f"{k} replica{'s' if k > 1 else ''}" if k in (shown[0], shown[-1]) else None,
             )
     ax.plot(
         x,

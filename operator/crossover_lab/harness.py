@@ -55,6 +55,9 @@ from crossover_lab.kube import lab_api_client, plain, stream
 log = logging.getLogger(__name__)
 
 ANNOTATION_PREFIX = f"lab.{GROUP}/"
+# The kubelet's crash back-off: 10 s, doubled per restart, at most 5 minutes (CROSSOVER_LAB_BACKOFF_SECONDS scales it)
+BACKOFF_BASE_SECONDS = float(os.environ.get("CROSSOVER_LAB_BACKOFF_SECONDS", "10"))
+BACKOFF_MAX_SECONDS = 300.0
 DEFAULT_VLLM_PORT = 8000
 DCGM_PORT = 9400
 
@@ -77,6 +80,11 @@ class PodProcess:
     node: str = ""
     gpus: tuple[int, ...] = ()  # indices of the node's GPUs this pod holds (engine pods)
     metrics_url: str | None = None
+    argv: list[str] = field(default_factory=list)  # how it was started, to restart it as the kubelet would
+    env: dict[str, str] = field(default_factory=dict)
+    container: dict[str, Any] = field(default_factory=dict)
+    restarts: int = 0
+    restart_at: float | None = None  # monotonic time of the next restart, while in back-off
 
 
 def _image_kind(image: str) -> str:
@@ -222,6 +230,7 @@ class Harness:
         elif proc.kind == "crossover":
             await self._start_crossover(proc, pod, container)
         self._write_targets()
+        proc.container = container
         proc.probe = asyncio.create_task(self._probe(proc, container))
 
     async def _start_vllm(self, proc: PodProcess, pod: dict[str, Any], container: dict[str, Any]) -> None:
@@ -407,6 +416,7 @@ class Harness:
         return env
 
     async def _spawn(self, proc: PodProcess, argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+        proc.argv, proc.env = list(argv), dict(env)
         logs = self._cfg.state / "logs" / "pods"
         logs.mkdir(parents=True, exist_ok=True)
         with (logs / f"{proc.namespace}_{proc.name}.log").open("ab") as out:
@@ -459,11 +469,86 @@ class Harness:
                 log.warning("cannot mark %s/%s ready=%s: %s", proc.namespace, proc.name, ready, error.reason)
 
     async def _reap(self) -> None:
-        """A process that died makes its pod unready (the kubelet would restart it; the log says why it died)."""
+        """As the kubelet does with restartPolicy Always: a container that exits is reported (not ready, restart
+        count, last termination with its exit code and reason, CrashLoopBackOff while it waits) and restarted after a
+        back-off of 10 s doubling to 5 minutes. The pod log says why it died."""
+        now = time.monotonic()
         for proc in list(self._pods.values()):
-            if proc.process is not None and proc.process.returncode is not None and proc.ready:
-                log.warning("pod %s/%s: process exited %s", proc.namespace, proc.name, proc.process.returncode)
-                await asyncio.to_thread(self._set_ready, proc, False)
+            process = proc.process
+            if process is None:
+                continue
+            if process.returncode is not None and proc.restart_at is None:
+                code = process.returncode
+                log.warning("pod %s/%s: process exited %s", proc.namespace, proc.name, code)
+                backoff = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**proc.restarts)
+                proc.restart_at = now + backoff
+                proc.ready = False
+                if proc.probe is not None:
+                    proc.probe.cancel()
+                await asyncio.to_thread(self._report_exit, proc, code, backoff)
+            elif proc.restart_at is not None and now >= proc.restart_at and not self._stopping.is_set():
+                proc.restart_at = None
+                proc.restarts += 1
+                proc.process = await self._spawn(proc, proc.argv, proc.env)
+                await asyncio.to_thread(self._report_running, proc)
+                proc.probe = asyncio.create_task(self._probe(proc, proc.container))
+
+    def _container_statuses(self, proc: PodProcess) -> list[dict[str, Any]]:
+        pod = self._core.read_namespaced_pod_status(proc.name, proc.namespace)
+        statuses: list[dict[str, Any]] = plain(self._api, pod)["status"].get("containerStatuses") or []
+        return statuses
+
+    def _patch_status(self, proc: PodProcess, statuses: list[dict[str, Any]], ready: bool) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        state = "True" if ready else "False"
+        conditions = [
+            {"type": "Ready", "status": state, "lastTransitionTime": now, "reason": None},
+            {"type": "ContainersReady", "status": state, "lastTransitionTime": now, "reason": None},
+        ]
+        body = {"status": {"conditions": conditions, "containerStatuses": statuses}}
+        self._core.patch_namespaced_pod_status(proc.name, proc.namespace, body)
+
+    def _report_exit(self, proc: PodProcess, code: int, backoff: float) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            statuses = self._container_statuses(proc)
+            for item in statuses[:1]:  # the harness runs a pod's first container
+                started = ((item.get("state") or {}).get("running") or {}).get("startedAt")
+                item["ready"] = False
+                item["started"] = False
+                item["restartCount"] = proc.restarts
+                item["lastState"] = {
+                    "terminated": {
+                        "exitCode": code,
+                        "reason": "Completed" if code == 0 else "Error",
+                        "startedAt": started,
+                        "finishedAt": now,
+                    }
+                }
+                item["state"] = {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off {backoff:.0f}s restarting failed container={item.get('name')} "
+                        f"pod={proc.name}_{proc.namespace}({proc.uid})",
+                    }
+                }
+            self._patch_status(proc, statuses, ready=False)
+        except ApiException as error:
+            if error.status != 404:
+                log.warning("cannot report the exit of %s/%s: %s", proc.namespace, proc.name, error.reason)
+
+    def _report_running(self, proc: PodProcess) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            statuses = self._container_statuses(proc)
+            for item in statuses[:1]:
+                item["restartCount"] = proc.restarts
+                item["state"] = {"running": {"startedAt": now}}
+                item["started"] = True
+            self._patch_status(proc, statuses, ready=False)
+        except ApiException as error:
+            if error.status != 404:
+                log.warning("cannot report the restart of %s/%s: %s", proc.namespace, proc.name, error.reason)
 
     async def _stop(self, proc: PodProcess) -> None:
         if proc.probe is not None:

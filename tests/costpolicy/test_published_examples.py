@@ -66,7 +66,7 @@ def test_100m_tokens_a_month_at_60_40(source: str, inp: str, out: str, monthly_b
     assert bill.quantize(D(1)) == monthly_bill, source
 
 
-def _gpu_spec(price_per_hour: str, tokens_per_second: int):
+def _gpu_spec(price_per_hour: str | D, tokens_per_second: int):
     # one token/s figure, as the sources use: make prefill and decode equal so any mix gives that throughput
     return make_spec(
         **{
@@ -100,7 +100,7 @@ def test_a100_at_1000_a_month_serving_1500_tps_at_half_utilisation():
     The same source's "$5.16 at 10 %" is not reproducible: cost per token is inversely proportional to
     utilisation, so 10 % costs 5 × the 50 % figure ($2.54), not 10 ×; that row is pinned to the model instead.
     """
-    spec = _gpu_spec(str(D(1000) / 730), 1500)
+    spec = _gpu_spec(D(1000) / 730, 1500)  # a Decimal from code: 27 digits a manifest could not hold
     at_half = self_hosted_per_million_at_utilization(spec, D("0.5"), D(1), D(1))
     assert abs(at_half - D("0.52")) / D("0.52") < D("0.03")
     at_tenth = self_hosted_per_million_at_utilization(spec, D("0.1"), D(1), D(1))

@@ -16,14 +16,14 @@ from tests.costpolicy.conftest import make_spec
     [
         ({"replicas.min": 5, "replicas.max": 2}, "replicas.min (5) must be <= replicas.max (2)"),
         ({"capacity.decodeTokensPerSecond": "0"}, "must be greater than zero"),
-        ({"capacity.prefillTokensPerSecond": "-5"}, "must be greater than zero"),
-        ({"selfHosted.pricing.rented.pricePerGPUHour": "-1"}, "must be greater than zero"),
+        ({"capacity.prefillTokensPerSecond": "-5"}, "'-5' is not plain decimal digits"),
+        ({"selfHosted.pricing.rented.pricePerGPUHour": "-1"}, "'-1' is not plain decimal digits"),
         ({"selfHosted.pricing.rented.pricePerGPUHour": 2.5}, 'quoted decimal string such as "2.50"'),
-        ({"selfHosted.pricing.rented.pricePerGPUHour": "abc"}, "is not a decimal number"),
-        ({"selfHosted.overheadPerMonth": "-600"}, "must not be negative"),
+        ({"selfHosted.pricing.rented.pricePerGPUHour": "abc"}, "'abc' is not plain decimal digits"),
+        ({"selfHosted.overheadPerMonth": "-600"}, "'-600' is not plain decimal digits"),
         ({"apiPricing.cachedInputPerMillion": "9"}, "cachedInputPerMillion must not exceed inputPerMillion"),
-        ({"policy.targetUtilization": "1.5"}, "between 0 and 1"),
-        ({"policy.targetUtilization": "0"}, "targetUtilization must be greater than 0"),
+        ({"policy.targetUtilization": "1.5"}, "'1.5' is not a decimal string in (0, 1]"),
+        ({"policy.targetUtilization": "0"}, "must be greater than zero (got 0)"),
         ({"policy.mode": "Cheapest"}, "CostOptimized"),
         (
             {
@@ -65,7 +65,7 @@ def test_owned_gpu_cost_is_amortisation_plus_power():
 
 
 def test_pue_below_one_is_refused():
-    with pytest.raises(ValidationError, match=r"pue must be 1\.0 or more"):
+    with pytest.raises(ValidationError, match=r"'0\.9' is not a decimal string of 1\.0 or more"):
         make_spec(
             **{
                 "selfHosted.pricing": {

@@ -19,6 +19,7 @@ import requests
 
 from crossover.commands.emulate import ENV_EMULATOR_API_KEY
 from crossover.contracts import (
+    API_CREDENTIALS_LABEL,
     API_VERSION,
     BACKEND_LABEL,
     COMPONENT_LABEL,
@@ -182,7 +183,8 @@ class Load:
 
 def deploy(lab: Lab, namespace: str, api: HostedAPI, name: str, **changes: Any) -> str:
     """Secret + InferenceDeployment; returns the router pod's chat URL once it is Ready."""
-    lab.core.create_namespaced_secret(namespace, {"metadata": {"name": "provider"}, "stringData": {"apiKey": api.key}})  # type: ignore[arg-type]
+    opted_in = {"name": "provider", "labels": {API_CREDENTIALS_LABEL: "true"}}
+    lab.core.create_namespaced_secret(namespace, {"metadata": opted_in, "stringData": {"apiKey": api.key}})  # type: ignore[arg-type]
     create(lab, small_manifest(name, namespace, api, **changes))
 
     def router() -> str | None:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from crossover.api.v1alpha1 import EngineKind, InferenceDeploymentSpec
-from crossover.reconcile.ports import EngineState, MetricsReading
+from crossover.reconcile.ports import EngineState, MetricsReading, SecretCheck
 
 
 @dataclass
@@ -24,6 +24,8 @@ class FakeCluster:
     creates: int = 0
     pods: list[str] = field(default_factory=list)  # engine pod names engine_pods() reports
     deletion_costs: dict[str, int] = field(default_factory=dict)
+    routers: int | None = None  # ready router pods; None: as many as the router Deployment asks for
+    secrets: dict[str, SecretCheck] | None = None  # by name; None: every named Secret is ready
 
     def _key(self, manifest: dict[str, Any]) -> tuple[str, str, str]:
         meta = manifest["metadata"]
@@ -67,6 +69,17 @@ class FakeCluster:
 
     def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
         self.deletion_costs[pod] = cost
+
+    def routers_ready(self, namespace: str, name: str) -> int:
+        deployment = self.objects.get(("Deployment", namespace, f"{name}-router"))
+        if deployment is None:
+            return 0
+        return int(deployment["spec"]["replicas"]) if self.routers is None else self.routers
+
+    def check_secret(self, namespace: str, name: str, key: str) -> SecretCheck:
+        if self.secrets is None:
+            return SecretCheck.READY
+        return self.secrets.get(name, SecretCheck.NOT_FOUND)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from costpolicy import Demand
-from costpolicy.spec import NON_NEGATIVE_PATTERN
+from crossover.api.v1alpha1 import STATUS_DECIMAL_PATTERN
 from crossover.contracts import ENV_API_KEY
 from crossover.reconcile.children import RouterPodSettings
 from crossover.reconcile.ports import MetricsReading
@@ -258,6 +258,6 @@ def test_status_decimals_are_plain_digits_the_crd_accepts(demand):
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None
         if value is not None:
-            assert re.fullmatch(NON_NEGATIVE_PATTERN, value), (path, value)
+            assert re.fullmatch(STATUS_DECIMAL_PATTERN, value), (path, value)
             checked += 1
     assert checked >= 6

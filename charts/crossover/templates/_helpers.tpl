@@ -24,3 +24,7 @@ app.kubernetes.io/component: operator
 {{- define "crossover.routerClusterRole" -}}
 {{ include "crossover.fullname" . }}-router
 {{- end -}}
+
+{{- define "crossover.peeringName" -}}
+{{ include "crossover.fullname" . }}
+{{- end -}}

@@ -4,19 +4,56 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, cast
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from crossover.contracts import FIELD_MANAGER, Component, engine_name, selector_string
-from crossover.reconcile.ports import ChildRejected, EngineState
+from crossover.contracts import (
+    API_CREDENTIALS_LABEL,
+    FIELD_MANAGER,
+    Component,
+    engine_name,
+    router_name,
+    selector_string,
+)
+from crossover.reconcile.ports import ChildRejected, ClusterError, EngineState, SecretCheck
 
 log = logging.getLogger(__name__)
 
 APPLY = "application/apply-patch+yaml"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def api_message(error: ApiException) -> str:
+    """The API server's own one-line message (a Status object's `message`), with the HTTP status."""
+    message = ""
+    try:
+        body = json.loads(error.body or "")
+        message = str(body.get("message") or "") if isinstance(body, dict) else ""
+    except (TypeError, ValueError):
+        pass
+    return f"{error.status} {error.reason}: {message}" if message else f"{error.status} {error.reason}"
+
+
+def _refusals(call: Callable[P, R]) -> Callable[P, R]:
+    """API errors leave the adapter as ClusterError carrying the API server's message, for a condition."""
+
+    @wraps(call)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return call(*args, **kwargs)
+        except ApiException as error:
+            target = next((a for a in args if isinstance(a, dict) and "kind" in a), None)
+            what = f"{target['kind']} {target['metadata']['name']}" if target is not None else call.__name__
+            raise ClusterError(f"{what}: {api_message(error)}") from error
+
+    return wrapper
 
 
 class KubernetesCluster:
@@ -26,6 +63,7 @@ class KubernetesCluster:
         self._autoscaling = client.AutoscalingV2Api(api)
         self._rbac = client.RbacAuthorizationV1Api(api)
 
+    @_refusals
     def engine_state(self, namespace: str, name: str) -> EngineState | None:
         try:
             deployment = self._apps.read_namespaced_deployment(engine_name(name), namespace)
@@ -58,6 +96,7 @@ class KubernetesCluster:
             started=tuple(starts),
         )
 
+    @_refusals
     def create(self, manifest: dict[str, Any]) -> None:
         """Plain create (an Update-operation owner), so later applies that omit a field never reset it."""
         namespace = manifest["metadata"]["namespace"]
@@ -75,6 +114,7 @@ class KubernetesCluster:
             if error.status != 409:  # another reconcile created it first: fine, apply follows
                 raise
 
+    @_refusals
     def apply(self, manifest: dict[str, Any]) -> None:
         self.apply_returning_generation(manifest)
 
@@ -116,11 +156,13 @@ class KubernetesCluster:
             response.release_conn()
         return int(generation) if generation is not None else None
 
+    @_refusals
     def scale(self, namespace: str, deployment: str, replicas: int) -> None:
         self._apps.patch_namespaced_deployment_scale(
             deployment, namespace, {"spec": {"replicas": replicas}}, field_manager=f"{FIELD_MANAGER}-scaler"
         )
 
+    @_refusals
     def autoscalers_targeting(self, namespace: str, deployment: str) -> list[str]:
         hpas = self._autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items
         return [
@@ -147,6 +189,34 @@ class KubernetesCluster:
                 )
             elif error.status != 404:  # 404: gone already, nothing to rank
                 raise
+
+    @_refusals
+    def routers_ready(self, namespace: str, name: str) -> int:
+        try:
+            deployment = self._apps.read_namespaced_deployment(router_name(name), namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return 0
+            raise
+        return int((deployment.status.ready_replicas if deployment.status else None) or 0)
+
+    def check_secret(self, namespace: str, name: str, key: str) -> SecretCheck:
+        """Exists, readable, opted in, holds the key. Only metadata and key names are looked at; the value is
+        dropped with the response."""
+        try:
+            secret = self._core.read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return SecretCheck.NOT_FOUND
+            if error.status == 403:
+                return SecretCheck.UNREADABLE
+            raise ClusterError(f"Secret {name}: {api_message(error)}") from error
+        labels = (secret.metadata.labels if secret.metadata else None) or {}
+        if labels.get(API_CREDENTIALS_LABEL) != "true":
+            return SecretCheck.NOT_OPTED_IN
+        if key not in (secret.data or {}) and key not in (secret.string_data or {}):
+            return SecretCheck.KEY_MISSING
+        return SecretCheck.READY
 
 
 def _message(error: ApiException) -> str:

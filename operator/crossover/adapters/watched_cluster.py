@@ -22,8 +22,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
-from crossover.contracts import INSTANCE_LABEL, engine_name
-from crossover.reconcile.ports import EngineState
+from crossover.contracts import INSTANCE_LABEL, engine_name, router_name
+from crossover.reconcile.ports import EngineState, SecretCheck
 
 READY, WARMING, UNSCHEDULABLE, TERMINATING = "ready", "warming", "unschedulable", "terminating"
 
@@ -35,11 +35,15 @@ class DeploymentView(NamedTuple):
 
     generation: int | None
     replicas: int
+    ready: int = 0  # status.readyReplicas (Ready means a router pod can take traffic)
 
 
 def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
     replicas = (body.get("spec") or {}).get("replicas")
-    return DeploymentView((body.get("metadata") or {}).get("generation"), 1 if replicas is None else int(replicas))
+    ready = int((body.get("status") or {}).get("readyReplicas") or 0)
+    return DeploymentView(
+        (body.get("metadata") or {}).get("generation"), 1 if replicas is None else int(replicas), ready
+    )
 
 
 class PodView(NamedTuple):
@@ -142,6 +146,10 @@ class Writer(Protocol):
 
     def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None: ...
 
+    def routers_ready(self, namespace: str, name: str) -> int: ...
+
+    def check_secret(self, namespace: str, name: str, key: str) -> SecretCheck: ...
+
 
 class WatchedCluster:
     """One reconcile's view of the cluster: kopf's indexes for reads, `AppliedChildren` to skip writes."""
@@ -205,3 +213,10 @@ class WatchedCluster:
 
     def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
         self._writer.set_deletion_cost(namespace, pod, cost)
+
+    def routers_ready(self, namespace: str, name: str) -> int:
+        view = self._deployment(namespace, router_name(name))
+        return view.ready if view is not None else self._writer.routers_ready(namespace, name)
+
+    def check_secret(self, namespace: str, name: str, key: str) -> SecretCheck:
+        return self._writer.check_secret(namespace, name, key)

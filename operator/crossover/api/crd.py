@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from crossover.api.v1alpha1 import (
+    NAME_RULES,
     InferenceDeploymentSpec,
     InferenceDeploymentStatus,
 )
@@ -98,6 +99,10 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
             continue
         if key == "default" and value is None:
             continue
+        if key in ("ge", "le", "gt", "lt"):  # constraints pydantic leaves as keywords on a validated integer
+            bound = {"ge": "minimum", "gt": "minimum", "le": "maximum", "lt": "maximum"}[key]
+            out[bound] = value + 1 if key == "gt" else value - 1 if key == "lt" else value
+            continue
         if key == "exclusiveMinimum" and not isinstance(value, bool):
             if node.get("type") == "integer":
                 out["minimum"] = int(value) + 1
@@ -164,6 +169,7 @@ def build_crd() -> dict[str, Any]:
                             ),
                             "type": "object",
                             "required": ["spec"],
+                            "x-kubernetes-validations": NAME_RULES,
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

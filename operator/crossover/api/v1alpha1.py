@@ -6,28 +6,64 @@ as they are, so the manifest, the CRD schema and the decision engine cannot drif
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 from costpolicy.spec import (
+    MAX_SECONDS,
     APILimits,
     APIPricing,
     Capacity,
     CostSpec,
-    NonNegativeDecimal,
     Policy,
     PositiveDecimal,
     ReplicaBounds,
     SelfHosted,
     SpecModel,
+    Whole,
 )
 from crossover.api.podtemplate import LABEL_VALUE_PATTERN, EngineTemplate
-from crossover.contracts import GROUP, KIND, VERSION
+from crossover.contracts import GROUP, KIND, MAX_NAME_LENGTH, NAME_PATTERN, VERSION, name_problem
+
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS_SUBDOMAIN_PATTERN = rf"^{DNS_LABEL}(\.{DNS_LABEL})*$"
+EXTENDED_RESOURCE_PATTERN = rf"^{DNS_LABEL}(\.{DNS_LABEL})*/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+# metadata.name is checked by a CEL rule on the CRD's root (the only place CEL may read it) and by name_problem().
+NAME_RULES: list[dict[str, str]] = [
+    {
+        "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+        "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters (children add '-engine')",
+    },
+    {
+        "rule": f"self.metadata.name.matches('{NAME_PATTERN}')",
+        "message": "metadata.name must be a DNS-1035 label (lower-case letters, digits, '-'; a letter first)",
+    },
+]
+
+
+STATUS_DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
+
+
+def _status_decimal(value: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, str) and re.fullmatch(STATUS_DECIMAL_PATTERN, value, flags=re.ASCII):
+        return Decimal(value)
+    raise ValueError(f"{value!r} is not a decimal string")
+
+
+# Decimals the operator writes to status: plain digits, any size (they are computed, not typed by people).
+StatusDecimal = Annotated[
+    Decimal,
+    BeforeValidator(_status_decimal),
+    WithJsonSchema({"type": "string", "pattern": STATUS_DECIMAL_PATTERN, "description": "a decimal string, >= 0"}),
+]
 
 
 class EngineKind(StrEnum):
@@ -37,9 +73,14 @@ class EngineKind(StrEnum):
 
 
 class ModelSpec(SpecModel):
-    name: str = Field(min_length=1, description="The model the engine loads, e.g. meta-llama/Llama-3.1-8B-Instruct.")
+    name: str = Field(
+        min_length=1, max_length=253, description="The model the engine loads, e.g. meta-llama/Llama-3.1-8B-Instruct."
+    )
     served_name: str | None = Field(
-        default=None, min_length=1, description="The model name clients send; defaults to metadata.name."
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="The model name clients send; defaults to metadata.name.",
     )
 
 
@@ -47,9 +88,11 @@ class GPUSpec(SpecModel):
     resource_name: str = Field(
         default="nvidia.com/gpu",
         min_length=1,
+        max_length=253,
+        pattern=EXTENDED_RESOURCE_PATTERN,
         description="Extended resource a replica requests for its GPUs.",
     )
-    count: int = Field(default=1, ge=1, le=64, description="GPUs per replica (tensor parallel size).")
+    count: Whole = Field(default=1, ge=1, le=64, strict=True, description="GPUs per replica (tensor parallel size).")
     type: str | None = Field(
         default=None,
         max_length=63,
@@ -82,13 +125,24 @@ class EngineSpec(SpecModel):
     kind: EngineKind = Field(
         default=EngineKind.VLLM, description="Serving engine: decides which metric names crossover reads."
     )
-    image: str = Field(min_length=1, description="Engine container image, e.g. vllm/vllm-openai:v0.11.0.")
-    args: list[str] = Field(default_factory=list, description="Extra engine arguments.")
-    port: int = Field(default=8000, ge=1, le=65535, description="Port the engine serves its API and /metrics on.")
+    image: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[!-~]+$",
+        description="Engine container image, e.g. vllm/vllm-openai:v0.11.0.",
+    )
+    args: list[Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=list, max_length=128, description="Extra engine arguments."
+    )
+    port: Whole = Field(
+        default=8000, ge=1, le=65535, strict=True, description="Port the engine serves its API and /metrics on."
+    )
     gpu: GPUSpec = Field(default_factory=GPUSpec, description="GPUs each replica requests.")
-    cold_start_seconds: int = Field(
+    cold_start_seconds: Whole = Field(
         default=300,
         ge=0,
+        le=MAX_SECONDS,
+        strict=True,
         description="Seconds from pod start to ready (model load); replicas pay while warming.",
     )
     capacity: Capacity = Field(description="What one replica processes per second, per phase.")
@@ -120,17 +174,27 @@ class EngineSpec(SpecModel):
 
 
 class SecretKeyRef(SpecModel):
-    name: str = Field(min_length=1, description="Secret in the resource's namespace.")
-    key: str = Field(min_length=1, description="Key within the Secret holding the API key.")
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Secret in the resource's namespace."
+    )
+    key: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key within the Secret holding the API key.",
+    )
 
 
 class APISpec(SpecModel):
     base_url: str = Field(
         alias="baseURL",
-        pattern=r"^https?://",
+        max_length=2048,
+        pattern=r"^https?://[!-~]+$",
         description="Base URL of any OpenAI-compatible API, e.g. https://api.example.com/v1.",
     )
-    model: str = Field(min_length=1, description="Model name sent to the API (requests are rewritten to it).")
+    model: str = Field(
+        min_length=1, max_length=253, description="Model name sent to the API (requests are rewritten to it)."
+    )
     credentials_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding the API key, sent as a bearer token. Never logged."
     )
@@ -204,9 +268,9 @@ class RoutingAPIStatus(StatusModel):
 
     base_url: str = Field(alias="baseURL", description="Base URL of the OpenAI-compatible API.")
     model: str = Field(description="Model name requests to the API are rewritten to.")
-    input_per_million: NonNegativeDecimal = Field(description="Price of one million input tokens, in dollars.")
-    output_per_million: NonNegativeDecimal = Field(description="Price of one million output tokens, in dollars.")
-    cached_input_per_million: NonNegativeDecimal | None = Field(
+    input_per_million: StatusDecimal = Field(description="Price of one million input tokens, in dollars.")
+    output_per_million: StatusDecimal = Field(description="Price of one million output tokens, in dollars.")
+    cached_input_per_million: StatusDecimal | None = Field(
         default=None, description="Price of one million cached input tokens (unset: the input price)."
     )
 
@@ -215,7 +279,7 @@ class RoutingStatus(StatusModel):
     """Everything a router needs, from the last spec that validated: routers read only this and their Secret."""
 
     mode: str = Field(description="The policy mode in force.")
-    spill_fraction: NonNegativeDecimal = Field(description="Share of requests sent to the API, 0..1.")
+    spill_fraction: StatusDecimal = Field(description="Share of requests sent to the API, 0..1.")
     spill_percent: str | None = Field(default=None, description="spillFraction as a percentage, for display.")
     api_available: bool = Field(
         default=True,
@@ -229,13 +293,13 @@ class RoutingStatus(StatusModel):
 
 
 class DemandStatus(StatusModel):
-    input_tokens_per_second: NonNegativeDecimal
-    output_tokens_per_second: NonNegativeDecimal
+    input_tokens_per_second: StatusDecimal
+    output_tokens_per_second: StatusDecimal
 
 
 class HourlyCost(StatusModel):
-    self_hosted: NonNegativeDecimal
-    api: NonNegativeDecimal
+    self_hosted: StatusDecimal
+    api: StatusDecimal
 
 
 SignedDecimal = Annotated[
@@ -249,20 +313,20 @@ class CostLedger(StatusModel):
 
     month: str = Field(description="The calendar month (UTC) these figures cover, YYYY-MM.")
     as_of: datetime = Field(description="When replica time was last added.")
-    replica_hours: NonNegativeDecimal = Field(description="Engine replica-hours this month, warming included.")
-    self_hosted: NonNegativeDecimal = Field(description="Replica and fixed-overhead dollars this month.")
-    api: NonNegativeDecimal | None = Field(default=None, description="Dollars spent on the API this month.")
-    actual: NonNegativeDecimal | None = Field(default=None, description="selfHosted + api.")
-    api_only: NonNegativeDecimal | None = Field(
+    replica_hours: StatusDecimal = Field(description="Engine replica-hours this month, warming included.")
+    self_hosted: StatusDecimal = Field(description="Replica and fixed-overhead dollars this month.")
+    api: StatusDecimal | None = Field(default=None, description="Dollars spent on the API this month.")
+    actual: StatusDecimal | None = Field(default=None, description="selfHosted + api.")
+    api_only: StatusDecimal | None = Field(
         default=None, description="The month's served tokens at API prices: the bill without crossover."
     )
     saved: SignedDecimal | None = Field(default=None, description="apiOnly - actual (negative: crossover cost more).")
 
 
 class CostStatus(StatusModel):
-    self_hosted_per_million_tokens: NonNegativeDecimal | None = None
-    api_per_million_tokens: NonNegativeDecimal | None = None
-    break_even_tokens_per_second: NonNegativeDecimal | None = None
+    self_hosted_per_million_tokens: StatusDecimal | None = None
+    api_per_million_tokens: StatusDecimal | None = None
+    break_even_tokens_per_second: StatusDecimal | None = None
     hourly: HourlyCost | None = None
     ledger: CostLedger | None = None
 
@@ -282,7 +346,7 @@ class DecisionRecord(StatusModel):
     reason: str
     message: str
     replicas: int
-    spill_fraction: NonNegativeDecimal
+    spill_fraction: StatusDecimal
     stages: list[StageRecord] = Field(
         default_factory=list, description="Stage by stage, what each step of the pipeline made of the replica count."
     )
@@ -298,16 +362,16 @@ class RecommendationRecord(StatusModel):
 class SignalsStatus(StatusModel):
     """What the engines report, as read in the last reconcile; a field is absent when it is unknown."""
 
-    gpu_utilization: NonNegativeDecimal | None = Field(
+    gpu_utilization: StatusDecimal | None = Field(
         default=None, description="Mean GPU utilisation of the engine pods' GPUs (dcgm-exporter), percent 0..100."
     )
-    requests_waiting: NonNegativeDecimal | None = Field(
+    requests_waiting: StatusDecimal | None = Field(
         default=None, description="Requests queued in the engines, summed over pods."
     )
-    kv_cache_usage: NonNegativeDecimal | None = Field(
+    kv_cache_usage: StatusDecimal | None = Field(
         default=None, description="Mean KV cache usage of the engine pods, fraction 0..1."
     )
-    ttft_p95_seconds: NonNegativeDecimal | None = Field(
+    ttft_p95_seconds: StatusDecimal | None = Field(
         default=None, alias="ttftP95Seconds", description="Time to first token, 95th percentile, seconds."
     )
     observed_at: datetime | None = Field(default=None, description="When these were read.")
@@ -317,8 +381,8 @@ class SignalsStatus(StatusModel):
 
 
 class CapacityFigures(StatusModel):
-    prefill_tokens_per_second: NonNegativeDecimal
-    decode_tokens_per_second: NonNegativeDecimal
+    prefill_tokens_per_second: StatusDecimal
+    decode_tokens_per_second: StatusDecimal
 
 
 class ObservedCapacity(CapacityFigures):
@@ -338,8 +402,8 @@ class CapacitySampleRecord(StatusModel):
     """One window during which a replica had requests waiting throughout: its token rates then."""
 
     time: datetime
-    input_tokens_per_second: NonNegativeDecimal
-    output_tokens_per_second: NonNegativeDecimal
+    input_tokens_per_second: StatusDecimal
+    output_tokens_per_second: StatusDecimal
 
 
 class CapacityStatus(StatusModel):
@@ -351,12 +415,12 @@ class CapacityStatus(StatusModel):
 
 class ColdStartRecord(StatusModel):
     pod: str
-    seconds: NonNegativeDecimal
+    seconds: StatusDecimal
 
 
 class ColdStartStatus(StatusModel):
     declared_seconds: int
-    observed_seconds: NonNegativeDecimal | None = Field(
+    observed_seconds: StatusDecimal | None = Field(
         default=None, description="90th percentile of recent engine starts, from scheduled to Ready."
     )
     in_use_seconds: int = Field(description="What decide() charges a new replica: the larger of the two.")
@@ -389,6 +453,15 @@ class InferenceDeployment(BaseModel):
     metadata: dict[str, Any]
     spec: InferenceDeploymentSpec
     status: InferenceDeploymentStatus | None = None
+
+    @model_validator(mode="after")
+    def _name_fits_children(self) -> InferenceDeployment:
+        name = self.metadata.get("name")
+        if isinstance(name, str):
+            problem = name_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+        return self
 
     @property
     def name(self) -> str:

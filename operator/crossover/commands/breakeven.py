@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import simplejson
@@ -73,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     except ManifestError as error:
         print(f"crossover breakeven: {error}", file=sys.stderr)
         return 2
+    if args.plot and not Path(args.plot).resolve().parent.is_dir():
+        print(f"crossover breakeven: cannot write {args.plot}: no such directory", file=sys.stderr)
+        return 2
     result = break_even(spec, Decimal(args.input_tokens), Decimal(args.output_tokens))
     if args.json:
         print(simplejson.dumps(to_json(spec, result), use_decimal=True, indent=2))
@@ -81,7 +85,11 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from crossover.plots import plot_breakeven  # matplotlib only when asked
 
-        plot_breakeven(spec, result, args.plot)
+        try:
+            plot_breakeven(spec, result, args.plot)
+        except OSError as error:
+            print(f"crossover breakeven: cannot write {args.plot}: {error.strerror}", file=sys.stderr)
+            return 2
         if not args.json:
             print(f"plot written to {args.plot}")
     return 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 from dataclasses import replace
 
+from crossover.contracts import ENV_API_BASE_URL_ALLOWLIST, ENV_PEERING
 from crossover.reconcile.children import EngineSettings
 from crossover.settings import OperatorConfig
 from crossover.sharding import Shard
@@ -17,6 +19,9 @@ def _shard(text: str) -> Shard:
         return Shard.parse(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+log = logging.getLogger("crossover.operator")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,13 +50,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="node label matched against spec.engine.gpu.type (env CROSSOVER_GPU_PRODUCT_LABEL; "
         "default nvidia.com/gpu.product, as GPU feature discovery sets it)",
     )
-    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
-    parser.add_argument("--standalone", action="store_true", help="no peering: the only operator (tests, dev)")
+    parser.add_argument(
+        "--liveness",
+        default="http://127.0.0.1:8080/healthz",
+        help="liveness endpoint URL (default on loopback; the chart serves it on 0.0.0.0 for the kubelet)",
+    )
     parser.add_argument(
         "--peering",
-        default="crossover",
-        help="kopf peering name for running several replicas (sharded: NAME-shard-I, one peering per shard)",
+        default=os.environ.get(ENV_PEERING) or None,
+        help=(
+            "kopf peering name, for several operator replicas of which exactly one is active (env "
+            f"{ENV_PEERING}; the chart sets it when replicaCount > 1; sharded: NAME-shard-I, one peering per shard). "
+            "Default: none, a standalone operator"
+        ),
     )
+    parser.add_argument(
+        "--allow-api-base-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help=(
+            "only let routers call APIs under this base URL (scheme, host, port, path prefix; repeatable; env "
+            f"{ENV_API_BASE_URL_ALLOWLIST}, comma-separated). Default: any"
+        ),
+    )
+    parser.add_argument("--standalone", action="store_true", help="ignore --peering: the only operator")
     parser.add_argument(
         "--shard",
         type=_shard,
@@ -62,6 +85,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--priority", type=int, help="peering priority (default: random, distinct per replica)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(func=run)
+
+
+def _check_peering(name: str, namespaces: list[str]) -> None:
+    """Say at WARNING what is missing for peering, and what to do, instead of kopf pausing without a word."""
+    from crossover.main import load_kube_config
+    from crossover.peering import peering_problems
+
+    try:
+        problems = peering_problems(load_kube_config(), name, namespaces)
+    except Exception as error:  # no cluster reachable yet: kopf will say so itself
+        log.warning("peering %r: could not check the peering CRD and object (%s)", name, type(error).__name__)
+        return
+    for problem in problems:
+        log.warning("peering %r: %s", name, problem)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,13 +119,21 @@ def run(args: argparse.Namespace) -> int:
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None}, shard=args.shard)
     if args.gpu_product_label:
         cfg = replace(cfg, engine=EngineSettings(gpu_product_label=args.gpu_product_label))
-    peering = f"{args.peering}-shard-{args.shard.index}" if args.shard.sharded else args.peering
+    if args.allow_api_base_url:
+        cfg = replace(cfg, router=replace(cfg.router, api_base_url_allowlist=tuple(args.allow_api_base_url)))
+    peering = None if args.standalone or not args.peering else args.peering
+    if peering is not None and args.shard.sharded:
+        peering = f"{peering}-shard-{args.shard.index}"
+    if peering is None:
+        log.info("standalone: no peering configured, this operator is the only one (--peering NAME for replicas)")
+    else:
+        _check_peering(peering, args.namespace)
     kopf.run(
         registry=build_registry(cfg),
         clusterwide=not args.namespace,
         namespaces=args.namespace,
-        standalone=args.standalone,
-        peering_name=None if args.standalone else peering,
+        standalone=peering is None,
+        peering_name=peering,
         priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),
         liveness_endpoint=args.liveness,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,18 +22,48 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--trace", type=Path, required=True, help="trace CSV (format told from its header)")
     parser.add_argument("-f", "--manifest", type=Path, required=True, help="InferenceDeployment manifest")
-    parser.add_argument("--start-hours", type=float, default=0.0, help="replay from this hour of the trace (0)")
-    parser.add_argument("--hours", type=float, help="replay only this many hours (default: to the end)")
-    parser.add_argument("--scale-mean", type=float, help="scale both token columns so mean in+out tokens/s is this")
+    parser.add_argument(
+        "--start-hours", type=_non_negative_float, default=0.0, help="replay from this hour of the trace (0)"
+    )
+    parser.add_argument("--hours", type=_positive_float, help="replay only this many hours (default: to the end)")
+    parser.add_argument(
+        "--scale-mean", type=_positive_float, help="scale both token columns so mean in+out tokens/s is this"
+    )
     parser.add_argument(
         "--policy",
         default="cost-aware",
         help="cost-aware (default), api-only, static-peak, hpa-util, hpa-util-spill, offline-optimum",
     )
-    parser.add_argument("--control-interval", type=float, default=30.0, help="seconds between decisions (30)")
-    parser.add_argument("--warmup", type=float, default=1800.0, help="seconds of wrapped-around trace before t=0")
+    parser.add_argument("--control-interval", type=_positive_float, default=30.0, help="seconds between decisions (30)")
+    parser.add_argument(
+        "--warmup", type=_non_negative_float, default=1800.0, help="seconds of wrapped-around trace before t=0"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.set_defaults(func=run)
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
             trace = trace.scaled_to_mean(args.scale_mean)
     except (ManifestError, TraceError) as error:
         print(f"crossover simulate: {error}", file=sys.stderr)
+        return 2
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"crossover simulate: cannot write to {args.out}: {error.strerror}", file=sys.stderr)
         return 2
     config = SimConfig(control_interval_s=args.control_interval, warmup_s=args.warmup)
     demands = Demands(trace, config)

@@ -40,6 +40,8 @@ class RouterPodSettings:
     replicas: int = 2
     cluster_role: str = "crossover-router"  # bound per InferenceDeployment to the router's ServiceAccount
     image_pull_policy: str = "IfNotPresent"
+    # Base URLs routers may call and send their key to (scheme, host, port, path prefix); empty allows any
+    api_base_url_allowlist: tuple[str, ...] = ()
 
 
 def _meta(owner: Owner, name: str, component: Component) -> dict[str, Any]:
@@ -274,10 +276,13 @@ def engine_service(owner: Owner, spec: InferenceDeploymentSpec) -> dict[str, Any
     }
 
 
-def router_deployment(owner: Owner, spec: InferenceDeploymentSpec, settings: RouterPodSettings) -> dict[str, Any]:
+def router_deployment(
+    owner: Owner, spec: InferenceDeploymentSpec, settings: RouterPodSettings, credentials: bool = True
+) -> dict[str, Any]:
+    """`credentials` False (a Secret not opted in, or a base URL not allowed): the router gets no key at all."""
     env: list[dict[str, Any]] = []
     ref = spec.api.credentials_secret_ref
-    if ref is not None:
+    if ref is not None and credentials:
         env.append({"name": ENV_API_KEY, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     container = {
         "name": Component.ROUTER.value,
@@ -351,7 +356,11 @@ def router_role_binding(owner: Owner, settings: RouterPodSettings) -> dict[str, 
 
 
 def children(
-    owner: Owner, spec: InferenceDeploymentSpec, settings: RouterPodSettings, engine: EngineSettings | None = None
+    owner: Owner,
+    spec: InferenceDeploymentSpec,
+    settings: RouterPodSettings,
+    engine: EngineSettings | None = None,
+    credentials: bool = True,
 ) -> list[dict[str, Any]]:
     """Every child, engine Deployment first (it is the one the scaler needs)."""
     return [
@@ -359,6 +368,6 @@ def children(
         engine_service(owner, spec),
         router_service_account(owner),
         router_role_binding(owner, settings),
-        router_deployment(owner, spec, settings),
+        router_deployment(owner, spec, settings, credentials),
         router_service(owner),
     ]

@@ -14,9 +14,12 @@ CAPACITY_LIMITED = "CapacityLimited"
 BUDGET_EXCEEDED = "BudgetExceeded"
 AUTOSCALER_CONFLICT = "AutoscalerConflict"
 SPEC_VALID = "SpecValid"
+API_READY = "APIReady"  # the API may be called: base URL allowed, credentials Secret present and opted in
+ROUTERS_READY = "RoutersReady"
+DEGRADED = "Degraded"  # True: the last reconcile failed (the message is the API server's, or the error's)
 
 # Conditions whose True is the healthy state: for these, even a first False is worth an event.
-HEALTHY_WHEN_TRUE = frozenset({READY, METRICS_AVAILABLE, SPEC_VALID})
+HEALTHY_WHEN_TRUE = frozenset({READY, METRICS_AVAILABLE, SPEC_VALID, API_READY, ROUTERS_READY})
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, Protocol
 
 from costpolicy.snapshot import Demand
@@ -42,6 +43,20 @@ class ChildRejected(Exception):
     """The API server refused a child manifest as invalid (e.g. a merged engine pod template); the message says why."""
 
 
+class SecretCheck(StrEnum):
+    """What the operator found at credentialsSecretRef (the value itself is never read into anything)."""
+
+    READY = "CredentialsReady"
+    NOT_FOUND = "SecretNotFound"
+    UNREADABLE = "SecretUnreadable"
+    NOT_OPTED_IN = "SecretNotOptedIn"
+    KEY_MISSING = "SecretKeyMissing"
+
+
+class ClusterError(Exception):
+    """The cluster refused or failed a request; the message is one line for a condition (the API server's own)."""
+
+
 class Cluster(Protocol):
     def engine_state(self, namespace: str, name: str) -> EngineState | None: ...
 
@@ -60,6 +75,12 @@ class Cluster(Protocol):
     def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
         """controller.kubernetes.io/pod-deletion-cost: the ReplicaSet removes lower costs first."""
         ...
+
+    def routers_ready(self, namespace: str, name: str) -> int:
+        """Router pods of this InferenceDeployment that are ready (0 when there are none yet)."""
+        ...
+
+    def check_secret(self, namespace: str, name: str, key: str) -> SecretCheck: ...
 
 
 class Metrics(Protocol):

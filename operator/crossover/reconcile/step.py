@@ -28,13 +28,14 @@ from crossover.api.v1alpha1 import (
     ReplicasStatus,
     RoutingStatus,
 )
-from crossover.contracts import Component, engine_name, selector_string
+from crossover.contracts import Component, engine_name, name_problem, selector_string
 from crossover.manifest import describe_validation_error
 from crossover.reconcile import conditions as cond
+from crossover.reconcile.api_access import APIAccess, api_access
 from crossover.reconcile.children import EngineSettings, Owner, RouterPodSettings, children
 from crossover.reconcile.ledger import next_ledger
 from crossover.reconcile.observations import Observations, observe
-from crossover.reconcile.ports import ChildRejected, Cluster, EngineState, Metrics, MetricsReading
+from crossover.reconcile.ports import ChildRejected, Cluster, ClusterError, EngineState, Metrics, MetricsReading
 from crossover.reconcile.routing import routing_status
 from crossover.reconcile.status import (
     decision_record,
@@ -64,6 +65,7 @@ class Outcome:
     decision: Decision | None = None
     scaled_to: int | None = None
     observations: Observations | None = None  # signals, capacity and cold start in use, saturation
+    error: str | None = None  # set when the reconcile failed: status then carries Degraded=True with this message
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class _Observed:
     conflicts: list[str]
     now: datetime
     observations: Observations
+    routers_ready: int  # router pods ready
+    access: APIAccess  # whether routers may call the API with the key
+    router_role: str  # the ClusterRole the routers' RoleBinding grants (the chart creates it)
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,44 @@ class Resource:
     status: dict[str, Any]
 
 
+def reconcile_or_degrade(
+    resource: Resource,
+    cluster: Cluster,
+    metrics: Metrics,
+    router: RouterPodSettings,
+    now: datetime,
+    engine_settings: EngineSettings | None = None,
+) -> Outcome:
+    """reconcile(), and when it fails: the last good status plus Degraded=True with the error's message, one event
+    when Degraded flips, and a log line naming the object. Never raises: the next interval simply tries again."""
+    try:
+        return reconcile(resource, cluster, metrics, router, now, engine_settings)
+    except Exception as error:  # anything: an API refusal, a bug, arithmetic on absurd input
+        message = error_message(error)
+        log.warning("%s/%s: reconcile failed: %s", resource.namespace, resource.name, message)
+        return _degraded(resource, message, now)
+
+
+def error_message(error: BaseException) -> str:
+    """One line: the cluster's own message when it refused, else the error type and text."""
+    if isinstance(error, ClusterError):
+        return str(error)
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _degraded(resource: Resource, message: str, now: datetime) -> Outcome:
+    previous = _previous_status(resource.status)
+    merged, flips = cond.merge(
+        previous.conditions,
+        [cond.DesiredCondition(cond.DEGRADED, True, "ReconcileFailed", message[:1024])],
+        resource.generation,
+        now,
+    )
+    events = tuple(Event("Warning", "ReconcileFailed", message[:1024]) for _ in flips)
+    return Outcome(status=dump(previous.model_copy(update={"conditions": merged})), events=events, error=message)
+
+
 def reconcile(
     resource: Resource,
     cluster: Cluster,
@@ -101,22 +144,29 @@ def reconcile(
     engine_settings: EngineSettings | None = None,
 ) -> Outcome:
     previous = _previous_status(resource.status)
+    problem = name_problem(resource.name)
+    if problem is not None:  # the CRD refuses these; an object from before that rule must still not half-reconcile
+        return _invalid_spec(resource, previous, problem, now)
     try:
         spec = InferenceDeploymentSpec.model_validate(resource.spec)
     except ValidationError as error:
         return _invalid_spec(resource, previous, describe_validation_error(error), now)
 
     owner = Owner(resource.name, resource.namespace, resource.uid)
+    access = api_access(spec, resource.namespace, cluster, router.api_base_url_allowlist)
     try:
-        engine = _ensure_children(owner, spec, previous, cluster, router, engine_settings)
+        engine = _ensure_children(owner, spec, previous, cluster, router, engine_settings, access.usable)
     except ChildRejected as error:  # the merged pod template (say) is something the API server refuses
         return _invalid_spec(resource, previous, str(error), now)
     conflicts = cluster.autoscalers_targeting(resource.namespace, engine_name(resource.name))
+    routers = cluster.routers_ready(resource.namespace, resource.name)
     reading = metrics.read(resource.namespace, resource.name, spec, now)
     observations = observe(spec, previous, engine, reading, now)
-    snapshot = _snapshot(engine, reading, previous, now, observations.demand)
+    snapshot = _snapshot(engine, reading, previous, now, observations.demand, api_blocked=not access.usable)
     decision = decide(observations.cost_spec, snapshot, recommendations_from_status(previous), now)
-    seen = _Observed(resource, spec, previous, engine, reading, conflicts, now, observations)
+    seen = _Observed(
+        resource, spec, previous, engine, reading, conflicts, now, observations, routers, access, router.cluster_role
+    )
 
     scaled_to, events = None, [Event(kind, reason, message) for kind, reason, message in observations.notes]
     if decision.actuate and not conflicts and decision.replicas != engine.replicas:
@@ -170,8 +220,9 @@ def _ensure_children(
     cluster: Cluster,
     router: RouterPodSettings,
     engine_settings: EngineSettings | None,
+    credentials: bool,
 ) -> EngineState:
-    manifests = children(owner, spec, router, engine_settings)
+    manifests = children(owner, spec, router, engine_settings, credentials)
     engine = cluster.engine_state(owner.namespace, owner.name)
     if engine is None:
         initial = (
@@ -193,6 +244,7 @@ def _snapshot(
     previous: InferenceDeploymentStatus,
     now: datetime,
     demand: Demand | None,
+    api_blocked: bool,
 ) -> Snapshot:
     current_spill = previous.routing.spill_fraction if previous.routing is not None else None
     return Snapshot(
@@ -202,40 +254,57 @@ def _snapshot(
         ),
         demand=demand,  # as measured, or raised by the saturation guard
         api_spend_this_month=reading.api_spend_this_month,
-        api_throttled=reading.api_throttled,
+        api_throttled=reading.api_throttled or api_blocked,  # an API routers may not call takes nothing
         current_spill_fraction=current_spill,
     )
 
 
-def _conditions(
-    spec: InferenceDeploymentSpec,
-    engine: EngineState,
-    decision: Decision,
-    reading: MetricsReading,
-    conflicts: list[str],
-) -> list[cond.DesiredCondition]:
+def _ready(seen: _Observed, decision: Decision) -> cond.DesiredCondition:
+    """Ready means traffic can flow now: a router can take it, and an engine replica or the API can serve it."""
+    engine = seen.engine
+    api_serves = (
+        _api_available(decision, seen.reading, seen.access) and seen.spec.policy.mode is not PolicyMode.SELF_HOSTED_ONLY
+    )
+    backends = f"{engine.ready} ready engine replica(s), API {'available' if api_serves else 'not available'}"
+    if seen.conflicts:
+        return cond.DesiredCondition(cond.READY, False, "AutoscalerConflict", f"another autoscaler; {backends}")
+    if seen.routers_ready == 0:
+        return cond.DesiredCondition(
+            cond.READY,
+            False,
+            "NoRouterReady",
+            f"no router pod is ready ({backends}): routers wait until they can read status.routing and the engine's "
+            f"EndpointSlices, which their RoleBinding grants through ClusterRole {seen.router_role} (the chart "
+            "creates it); see the router pods' logs",
+        )
+    if engine.ready == 0 and not api_serves:
+        return cond.DesiredCondition(cond.READY, False, "NoBackend", f"{backends}: nothing can serve a request")
+    message = f"{seen.routers_ready} router(s) ready, {backends}, spilling {percent(decision.spill_fraction)}"
+    return cond.DesiredCondition(cond.READY, True, "Serving", message)
+
+
+def _conditions(seen: _Observed, decision: Decision) -> list[cond.DesiredCondition]:
+    spec, engine, reading, conflicts, access = seen.spec, seen.engine, seen.reading, seen.conflicts, seen.access
     flags = decision.flags
     metrics_msg = (
         "demand read from Prometheus"
         if flags.metrics_available
         else f"{reading.error or 'no metrics'}; holding {decision.replicas} replica(s)"
     )
-    serving = engine.ready > 0 or (decision.spill_fraction > 0 and spec.policy.mode is not PolicyMode.SELF_HOSTED_ONLY)
-    ready_reason = "Serving" if serving else "NoCapacity"
-    if conflicts:
-        ready_reason = "AutoscalerConflict"
     capacity_msg = (
         f"{engine.unschedulable} replica(s) cannot be scheduled (no free {spec.engine.gpu.resource_name})"
         if engine.unschedulable
         else ("demand exceeds replicas.max" if flags.capacity_limited else "capacity available")
     )
     desired = [
+        _ready(seen, decision),
         cond.DesiredCondition(
-            cond.READY,
-            serving and not conflicts,
-            ready_reason,
-            f"{engine.ready} ready replica(s), spilling {percent(decision.spill_fraction)}",
+            cond.ROUTERS_READY,
+            seen.routers_ready > 0,
+            "RoutersReady" if seen.routers_ready > 0 else "NoRouterReady",
+            f"{seen.routers_ready} router pod(s) ready",
         ),
+        cond.DesiredCondition(cond.API_READY, access.usable, access.reason, access.message),
         cond.DesiredCondition(
             cond.METRICS_AVAILABLE,
             flags.metrics_available,
@@ -263,6 +332,7 @@ def _conditions(
             "monthly API budget spent: self-hosting only" if flags.budget_exceeded else "API spend within budget",
         ),
         cond.DesiredCondition(cond.SPEC_VALID, True, "Valid", "spec accepted"),
+        cond.DesiredCondition(cond.DEGRADED, False, "Reconciled", "children applied and status written"),
     ]
     if conflicts:
         desired.append(
@@ -283,15 +353,13 @@ def _status(seen: _Observed, decision: Decision, applied: int) -> tuple[Inferenc
     resource, spec, previous, engine, reading, conflicts, now = (
         seen.resource, seen.spec, seen.previous, seen.engine, seen.reading, seen.conflicts, seen.now
     )  # fmt: skip
-    merged, flips = cond.merge(
-        previous.conditions, _conditions(spec, engine, decision, reading, conflicts), resource.generation, now
-    )
+    merged, flips = cond.merge(previous.conditions, _conditions(seen, decision), resource.generation, now)
     events = []
     for flip in flips:
         warning = (
-            flip.type in (cond.CAPACITY_LIMITED, cond.BUDGET_EXCEEDED, cond.AUTOSCALER_CONFLICT)
+            flip.type in (cond.CAPACITY_LIMITED, cond.BUDGET_EXCEEDED, cond.AUTOSCALER_CONFLICT, cond.DEGRADED)
             and flip.status == "True"
-        ) or (flip.type in (cond.METRICS_AVAILABLE, cond.READY) and flip.status == "False")
+        ) or (flip.type in cond.HEALTHY_WHEN_TRUE and flip.status == "False")
         events.append(
             Event("Warning" if warning else "Normal", flip.reason, f"{flip.type}={flip.status}: {flip.message}")
         )
@@ -306,7 +374,7 @@ def _status(seen: _Observed, decision: Decision, applied: int) -> tuple[Inferenc
             warming=engine.warming,
             unschedulable=engine.unschedulable,
         ),
-        routing=_routing(resource, spec, decision, reading),
+        routing=_routing(resource, spec, decision, reading, seen.access),
         demand=None
         if demand is None
         else DemandStatus(
@@ -347,14 +415,19 @@ def _ledger(
     )
 
 
+def _api_available(decision: Decision, reading: MetricsReading, access: APIAccess) -> bool:
+    """Routers may spill: the API is usable (allowed URL, opted-in Secret), within budget and not throttling."""
+    return access.usable and not (decision.flags.budget_exceeded or reading.api_throttled)
+
+
 def _routing(
-    resource: Resource, spec: InferenceDeploymentSpec, decision: Decision, reading: MetricsReading
+    resource: Resource, spec: InferenceDeploymentSpec, decision: Decision, reading: MetricsReading, access: APIAccess
 ) -> RoutingStatus:
     return routing_status(
         spec,
         resource.name,
         decision.spill_fraction,
-        api_available=not (decision.flags.budget_exceeded or reading.api_throttled),
+        api_available=_api_available(decision, reading, access),
         generation=resource.generation,
     )
 
@@ -369,7 +442,9 @@ def _round(value: Decimal | None) -> Decimal | None:
 
 
 def _invalid_spec(resource: Resource, previous: InferenceDeploymentStatus, problem: str, now: datetime) -> Outcome:
-    """Keep the last good state; say what is wrong on a condition and in an event."""
+    """Keep the last good state (routing included); say what is wrong on a condition, and in one event per spec
+    generation: a timer re-reading the same bad spec every interval posts nothing new."""
+    before = next((c for c in previous.conditions if c.type == cond.SPEC_VALID), None)
     merged, flips = cond.merge(
         previous.conditions,
         [cond.DesiredCondition(cond.SPEC_VALID, False, "InvalidSpec", problem)],
@@ -377,9 +452,6 @@ def _invalid_spec(resource: Resource, previous: InferenceDeploymentStatus, probl
         now,
     )
     status = previous.model_copy(update={"conditions": merged})
-    events = (
-        [Event("Warning", "InvalidSpec", problem)]
-        if flips or previous.observed_generation != resource.generation
-        else []
-    )
-    return Outcome(status=dump(status), events=tuple(events))
+    new_generation = before is not None and before.observed_generation != resource.generation
+    events = (Event("Warning", "InvalidSpec", problem),) if flips or new_generation else ()
+    return Outcome(status=dump(status), events=events)

@@ -7,6 +7,7 @@ Token rates are floats: they are measurements, not money. Every dollar the simul
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +15,23 @@ from pathlib import Path
 
 class TraceError(ValueError):
     """The file is not a trace this simulator reads; the message says why, in one line."""
+
+
+MAX_WINDOWS = 2_000_000  # about two years of 30 s windows: beyond that, a typo in a timestamp, not a trace
+
+
+def _rate(text: str, column: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{column} must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _tokens(text: str, column: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{column} must be >= 0, got {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,8 @@ class Trace:
         mean = self.mean_tps()
         if mean <= 0:
             raise TraceError("cannot scale a trace with no tokens")
+        if not math.isfinite(target_tps) or target_tps <= 0:
+            raise TraceError(f"the target mean must be a finite number of tokens/s above 0, got {target_tps}")
         k = target_tps / mean
         return Trace(
             self.name, tuple(Window(w.start_s, w.seconds, w.input_tps * k, w.output_tps * k) for w in self.windows)
@@ -83,9 +103,12 @@ def _window_series(name: str, rows: list[dict[str, str]]) -> Trace:
     starts, ins, outs = [], [], []
     for number, row in enumerate(rows, start=2):
         try:
-            starts.append(float(row["window_start_s"]))
-            ins.append(float(row["input_tokens_per_s"]))
-            outs.append(float(row["output_tokens_per_s"]))
+            start = float(row["window_start_s"])
+            if not math.isfinite(start):
+                raise ValueError(f"window_start_s must be finite, got {row['window_start_s']!r}")
+            starts.append(start)
+            ins.append(_rate(row["input_tokens_per_s"], "input_tokens_per_s"))
+            outs.append(_rate(row["output_tokens_per_s"], "output_tokens_per_s"))
         except (KeyError, TypeError, ValueError) as error:
             raise TraceError(f"line {number}: {error}") from None
     if len(starts) < 2:
@@ -95,23 +118,39 @@ def _window_series(name: str, rows: list[dict[str, str]]) -> Trace:
         seconds = (starts[i + 1] - start) if i + 1 < len(starts) else (start - starts[i - 1])
         if seconds <= 0:
             raise TraceError(f"line {i + 2}: window_start_s must increase")
+        if i >= MAX_WINDOWS:
+            raise TraceError(f"more than {MAX_WINDOWS:,} windows")
         windows.append(Window(start - starts[0], seconds, ins[i], outs[i]))
     return Trace(name, tuple(windows))
 
 
 def _requests(name: str, rows: list[dict[str, str]], bucket_s: float) -> Trace:
+    if not math.isfinite(bucket_s) or bucket_s <= 0:
+        raise TraceError(f"the bucket (control interval) must be a finite number of seconds above 0, got {bucket_s}")
     events: list[tuple[float, int, int]] = []
     first: datetime | None = None
     for number, row in enumerate(rows, start=2):
         try:
             when = datetime.fromisoformat(row["TIMESTAMP"].strip()[:26])
             first = first or when
-            events.append(((when - first).total_seconds(), int(row["ContextTokens"]), int(row["GeneratedTokens"])))
-        except (KeyError, TypeError, ValueError) as error:
+            at = (when - first).total_seconds()
+            if events and at < events[-1][0]:
+                raise ValueError(
+                    f"TIMESTAMP {row['TIMESTAMP'].strip()} is earlier than the line before: sort the trace"
+                )
+            events.append(
+                (at, _tokens(row["ContextTokens"], "ContextTokens"), _tokens(row["GeneratedTokens"], "GeneratedTokens"))
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise TraceError(f"line {number}: {error}") from None
     if not events:
         raise TraceError("no requests")
-    count = int(max(at for at, _, _ in events) // bucket_s) + 1
+    count = int(events[-1][0] // bucket_s) + 1
+    if count > MAX_WINDOWS:
+        raise TraceError(
+            f"the trace spans {events[-1][0] / 86400:,.0f} days: {count:,} windows of {bucket_s:g} s, more than "
+            f"{MAX_WINDOWS:,}"
+        )
     ins, outs = [0.0] * count, [0.0] * count
     for at, context, generated in events:
         index = int(at // bucket_s)

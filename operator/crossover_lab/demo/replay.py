@@ -37,6 +37,7 @@ from costpolicy.pricing import FloatCapacity, api_bill, overhead_per_hour, repli
 from costpolicy.spec import CostSpec
 from crossover.api.v1alpha1 import InferenceDeployment
 from crossover.contracts import (
+    API_CREDENTIALS_LABEL,
     BACKEND_LABEL,
     DIRECTION_LABEL,
     GROUP,
@@ -211,7 +212,10 @@ def install(
     core = client.CoreV1Api(api)
     _fresh_namespace(core)
     ref = raw["spec"]["api"]["credentialsSecretRef"]
-    secret = {"metadata": {"name": ref["name"]}, "stringData": {ref["key"]: key}}
+    secret = {
+        "metadata": {"name": ref["name"], "labels": {API_CREDENTIALS_LABEL: "true"}},  # opted in for routers
+        "stringData": {ref["key"]: key},
+    }
     with contextlib.suppress(ApiException):
         core.delete_namespaced_secret(ref["name"], NAMESPACE)
     core.create_namespaced_secret(NAMESPACE, cast(Any, secret))
