@@ -75,6 +75,7 @@ class PodProcess:
     ready: bool = False
     grace_seconds: float = 30.0
     pre_stop_seconds: float = 0.0  # the container's preStop sleep, played before SIGTERM as the kubelet does
+    object_gone: asyncio.Event = field(default_factory=asyncio.Event)
     probe: asyncio.Task[None] | None = None
     extra: dict[str, str] = field(default_factory=dict)
     node: str = ""
@@ -142,6 +143,7 @@ class Harness:
         self._stopping = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._stopping_tasks: set[asyncio.Task[None]] = set()
+        self._deleted: dict[str, asyncio.Event] = {}  # pods stopping: set when their object is gone from the API
 
     # ---- watching ------------------------------------------------------------------------------------------
 
@@ -197,9 +199,18 @@ class Harness:
         meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
         key = meta["uid"]
         gone = kind == "DELETED" or meta.get("deletionTimestamp") is not None
+        if kind == "DELETED" and key in self._deleted:
+            # kwok removes the object without waiting for the grace period and may hand its IP to a new pod at once:
+            # the address must be free now, so the preStop wait ends here (the process still drains on SIGTERM)
+            self._deleted.pop(key).set()
         if gone:
             if key in self._pods:
-                stopping = asyncio.create_task(self._stop(self._pods.pop(key)))
+                proc = self._pods.pop(key)
+                if kind != "DELETED":
+                    self._deleted[key] = proc.object_gone
+                else:
+                    proc.object_gone.set()
+                stopping = asyncio.create_task(self._stop(proc))
                 self._stopping_tasks.add(stopping)
                 stopping.add_done_callback(self._stopping_tasks.discard)
                 self._write_targets()
@@ -559,8 +570,10 @@ class Harness:
         # the kubelet runs the preStop hook first (its time counts against the grace period), then SIGTERM
         pre_stop = min(proc.pre_stop_seconds, proc.grace_seconds)
         if pre_stop > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), timeout=pre_stop)
+            waits = {asyncio.ensure_future(process.wait()), asyncio.ensure_future(proc.object_gone.wait())}
+            _, pending = await asyncio.wait(waits, timeout=pre_stop, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)
         try:

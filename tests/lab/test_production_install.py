@@ -223,8 +223,13 @@ def test_a_production_style_install_schedules_discovers_and_charts(
         # every pod scheduled so far (the load may have asked for a second) sits in the pool
         assert {p.spec.node_name for p in engine_pods(lab, namespace) if p.spec.node_name} <= set(pool)
 
-        demand = eventually(lambda: (get(lab, namespace, "pool").get("status") or {}).get("demand"), timeout=60)
-        assert float(demand["inputTokensPerSecond"]) > 0 and float(demand["outputTokensPerSecond"]) > 0
+        def flowing() -> dict[str, Any] | None:
+            found = (get(lab, namespace, "pool").get("status") or {}).get("demand")
+            positive = found and float(found["inputTokensPerSecond"]) > 0 and float(found["outputTokensPerSecond"]) > 0
+            return found if positive else None
+
+        demand = eventually(flowing, timeout=60)
+        print(f"\nstatus.demand: {demand}")
         assert condition(get(lab, namespace, "pool"), "MetricsAvailable")["status"] == "True"
 
         # every panel of the dashboard the chart installed returns data for this InferenceDeployment
