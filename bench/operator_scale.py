@@ -131,7 +131,7 @@ def main() -> int:
         [
             *helm, "upgrade", "--install", "crossover", str(ROOT / "charts" / "crossover"),
             "--namespace", "crossover-system", "--create-namespace",
-            "--set", f"prometheus.url={cfg.prometheus_url}", "--set", f"reconcileIntervalSeconds={args.interval}",
+            "--set", f"prometheus.url={cfg.prometheus_url}", "--set-json", f"reconcileIntervalSeconds={args.interval}",
             "--set", f"router.replicas={args.router_replicas}", *extra, "--wait",
         ],
         check=True,
