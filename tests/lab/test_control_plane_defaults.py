@@ -62,14 +62,18 @@ def chart_operator_paused(lab: Lab) -> Iterator[None]:
     finally:
         if before:
             lab.apps.patch_namespaced_deployment_scale("crossover", OPERATOR_NAMESPACE, {"spec": {"replicas": before}})
-            eventually(
-                lambda: (
-                    (lab.apps.read_namespaced_deployment("crossover", OPERATOR_NAMESPACE).status.ready_replicas or 0)
-                    >= before
-                ),
-                timeout=90,
-            )
-            time.sleep(5)  # kopf starts watching a moment after the pod is ready
+            _wait_until_reconciling(lab)
+
+
+def _wait_until_reconciling(lab: Lab) -> None:
+    """The unpaused chart operator is back only once it reconciles: a canary resource gets a status."""
+    canary = f"canary-{uuid.uuid4().hex[:6]}"
+    lab.core.create_namespace({"metadata": {"name": canary}})  # type: ignore[arg-type]
+    try:
+        create(lab, manifest("canary", canary))
+        eventually(lambda: get(lab, canary, "canary").get("status", {}).get("conditions"), timeout=120)
+    finally:
+        lab.core.delete_namespace(canary)
 
 
 def test_plain_crossover_operator_reconciles(

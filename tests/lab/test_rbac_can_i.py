@@ -50,7 +50,8 @@ def install(lab: Lab, release: str, home: str, *sets: str) -> None:
     extra = [arg for item in sets for arg in ("--set", item)]
     result = helm(
         lab, "install", release, str(CHART), "--namespace", home, "--create-namespace",
-        "--set", "replicaCount=0", "--set", "crds.install=false", *extra,
+        "--set", "replicaCount=1", "--set", "image.repository=registry.invalid/rbac-only",  # never run by the lab
+        "--set", "crds.install=false", *extra,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
 
