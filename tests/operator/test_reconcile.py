@@ -161,6 +161,17 @@ def test_advisory_mode_changes_nothing():
     assert out.status["replicas"]["desired"] == 0
 
 
+def test_advisory_mode_reports_its_spill_but_never_routes_by_it():
+    spec = manifest()["spec"]
+    cold = FakeCluster(ready=0)  # nothing ready: the decision spills everything
+    routed = reconcile(resource(spec=spec), cold, FakeMetrics(reading()), ROUTER, NOW)
+    spec["policy"]["mode"] = "Advisory"
+    advised = reconcile(resource(spec=spec), FakeCluster(ready=0), FakeMetrics(reading()), ROUTER, NOW)
+    assert Decimal(routed.status["routing"]["spillFraction"]) > 0
+    assert Decimal(advised.status["lastDecision"]["spillFraction"]) > 0  # reported
+    assert Decimal(advised.status["routing"]["spillFraction"]) == 0  # not applied
+
+
 def test_invalid_spec_keeps_the_last_good_state():
     cluster = FakeCluster()
     good = run(cluster, FakeMetrics(reading()))

@@ -423,10 +423,13 @@ def _api_available(decision: Decision, reading: MetricsReading, access: APIAcces
 def _routing(
     resource: Resource, spec: InferenceDeploymentSpec, decision: Decision, reading: MetricsReading, access: APIAccess
 ) -> RoutingStatus:
+    # Advisory computes and reports (lastDecision.spillFraction) but changes nothing, routing included: routers
+    # keep to their fast path (overflow, no ready pod) and never apply the computed spill
+    advisory = spec.policy.mode is PolicyMode.ADVISORY
     return routing_status(
         spec,
         resource.name,
-        decision.spill_fraction,
+        Decimal(0) if advisory else decision.spill_fraction,
         api_available=_api_available(decision, reading, access),
         generation=resource.generation,
     )
