@@ -111,6 +111,7 @@ def manifest(namespace: str, api_url: str) -> dict[str, Any]:
         "annotations": {"lab.crossover.dev/cold-start-seconds": "2"},  # the lab's H100 profile loads in 90 s
     }
     spec = body["spec"]
+    spec["model"]["servedName"] = "lab-llama"  # the name the shared Load sends
     spec["engine"]["capacity"] = {"prefillTokensPerSecond": "8000", "decodeTokensPerSecond": "800"}
     spec["engine"]["drainSeconds"] = 5
     spec["replicas"] = {"min": 1, "max": 2}
