@@ -103,6 +103,18 @@ def _whole(value: Any) -> Any:
 Whole = Annotated[int, BeforeValidator(_whole)]
 
 
+def _integer_in_rule(value: Any) -> Any:
+    """The API server stores 5.0 as a float, and its CEL rules over integers then fail ("expected int, got
+    float64"), so a count a rule compares must be written 5: refuse 5.0 here too, as the API server does."""
+    if isinstance(value, float):
+        raise ValueError(f"must be written as an integer (5, not 5.0), got {value!r}")
+    return _whole(value)
+
+
+# A count that a CEL rule compares (replicas.min/max/pinned): no 5.0, because the API server refuses it there.
+RuleWhole = Annotated[int, BeforeValidator(_integer_in_rule)]
+
+
 _DIGITS = f"plain decimal digits (at most {INTEGER_DIGITS} before and {FRACTION_DIGITS} after the point)"
 _DECIMAL_SCHEMA = {"type": "string", "pattern": DECIMAL_PATTERN, "maxLength": DECIMAL_MAX_LENGTH}
 
@@ -295,15 +307,17 @@ class ReplicaBounds(SpecModel):
             ]
         }
     )
-    min: Whole = Field(
+    min: RuleWhole = Field(
         default=0,
         ge=0,
         le=MAX_REPLICAS,
         strict=True,
         description="Fewest engine replicas, even when the API is cheaper.",
     )
-    max: Whole = Field(ge=1, le=MAX_REPLICAS, strict=True, description="Most engine replicas crossover will pay for.")
-    pinned: Annotated[Whole, Field(ge=0, le=MAX_REPLICAS, strict=True)] | None = Field(
+    max: RuleWhole = Field(
+        ge=1, le=MAX_REPLICAS, strict=True, description="Most engine replicas crossover will pay for."
+    )
+    pinned: Annotated[RuleWhole, Field(ge=0, le=MAX_REPLICAS, strict=True)] | None = Field(
         default=None,
         description=(
             "Hold exactly this many replicas, bypassing the cost policy (spill still follows readiness). "

@@ -37,7 +37,16 @@ pytestmark = pytest.mark.lab
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llama-8b-h100-vs-haiku.yaml"
 SPEC = InferenceDeploymentSpec.model_validate(yaml.safe_load(EXAMPLE.read_text())["spec"])
 STARTED = time.time()
-FROZEN_MS = int(STARTED * 1000)  # a sample with this explicit timestamp is ingested once: one sample, ever
+_FIRST_SCRAPE_MS: list[int] = []
+
+
+def frozen_ms() -> int:
+    """The fresh router's one sample: stamped at the first scrape, not at import. In a full run this module is
+    imported long before its tests run, and a sample older than Prometheus' 5-minute lookback is no series at all
+    (the "absent" case), not a fresh one."""
+    if not _FIRST_SCRAPE_MS:
+        _FIRST_SCRAPE_MS.append(int(time.time() * 1000))
+    return _FIRST_SCRAPE_MS[0]
 
 
 def router_tokens(input_tps: float, output_tps: float) -> Callable[[float], str]:
@@ -89,9 +98,9 @@ PODS = [
         "fresh-router-1-a",
         "fresh",
         Component.ROUTER,
-        fixed(
-            f'crossover_router_tokens_total{{direction="input",backend="self",outcome="ok"}} 10 {FROZEN_MS}\n'
-            f'crossover_router_tokens_total{{direction="output",backend="self",outcome="ok"}} 4 {FROZEN_MS}\n'
+        lambda _now: (
+            f'crossover_router_tokens_total{{direction="input",backend="self",outcome="ok"}} 10 {frozen_ms()}\n'
+            f'crossover_router_tokens_total{{direction="output",backend="self",outcome="ok"}} 4 {frozen_ms()}\n'
         ),
     ),
     Pod("team", "fresh-engine-1-b", "fresh", Component.ENGINE, engine_tokens(0, 0)),
