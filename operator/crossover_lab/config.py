@@ -35,9 +35,9 @@ class LabConfig:
     state: Path
     nodes: int = 2
     gpus_per_node: int = 4
-    etcd_port: int = 32379
-    apiserver_port: int = 36443
-    prometheus_port: int = 39090
+    etcd_port: int = 22379
+    apiserver_port: int = 26443
+    prometheus_port: int = 29090
     scrape_interval_seconds: int = 1
     # GPU feature discovery's product label per fake node, in turn (node i gets gpu_products[i % len])
     gpu_products: tuple[str, ...] = ("NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB")
@@ -49,9 +49,9 @@ class LabConfig:
             state=Path(env.get("CROSSOVER_LAB_DIR", _default_state())).resolve(),
             nodes=int(env.get("CROSSOVER_LAB_NODES", "2")),
             gpus_per_node=int(env.get("CROSSOVER_LAB_GPUS_PER_NODE", "4")),
-            etcd_port=int(env.get("CROSSOVER_LAB_ETCD_PORT", "32379")),
-            apiserver_port=int(env.get("CROSSOVER_LAB_APISERVER_PORT", "36443")),
-            prometheus_port=int(env.get("CROSSOVER_LAB_PROMETHEUS_PORT", "39090")),
+            etcd_port=int(env.get("CROSSOVER_LAB_ETCD_PORT", "22379")),
+            apiserver_port=int(env.get("CROSSOVER_LAB_APISERVER_PORT", "26443")),
+            prometheus_port=int(env.get("CROSSOVER_LAB_PROMETHEUS_PORT", "29090")),
             scrape_interval_seconds=int(env.get("CROSSOVER_LAB_SCRAPE_INTERVAL", "1")),
             gpu_products=tuple(
                 p.strip()

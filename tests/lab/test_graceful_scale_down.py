@@ -28,7 +28,7 @@ from tests.lab.test_operator_scaling import Load
 
 pytestmark = pytest.mark.lab
 
-API_PORT = 39113
+API_PORT = 29113
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 

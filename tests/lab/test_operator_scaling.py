@@ -41,7 +41,7 @@ from tests.lab.support import condition, create, eventually, get
 
 pytestmark = pytest.mark.lab
 
-API_PORT = 39111
+API_PORT = 29111
 # the lab's engines as fast as these tests declare them (the default hardware is an H100 with a 90 s cold start)
 LAB_HARDWARE = {
     "lab.crossover.dev/prefill-tps": "8000",
