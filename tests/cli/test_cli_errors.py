@@ -118,23 +118,21 @@ def window_traces(draw: st.DrawFn) -> tuple[str, bool]:
 
 @st.composite
 def request_traces(draw: st.DrawFn) -> tuple[str, bool]:
-    rows, valid, second = [], True, 0
+    rows: list[str] = []
+    second = 0
     for _ in range(draw(st.integers(0, 5))):
         second += draw(st.sampled_from([1, 5, 60, 0, -5]))
         context, generated = (
             draw(st.sampled_from(["10", "0", "-3", "x", "400"])),
             draw(st.sampled_from(["5", "0", "-1"])),
         )
-        valid &= second >= 0 and context.isdigit() and generated.isdigit()
-        valid &= not rows or second >= int(rows[-1].split(",")[0].split(":")[-1]) if rows else True
         rows.append(f"2023-11-16 18:{second // 60 % 60:02d}:{second % 60:02d},{context},{generated}")
     seconds = [int(r[14:16]) * 60 + int(r[17:19]) for r in rows]
     valid = (
         bool(rows)
         and all(b >= a for a, b in itertools.pairwise(seconds))
         and all(r.split(",")[1].isdigit() and r.split(",")[2].isdigit() for r in rows)
-        and 0 <= second < 3600
-    )
+    )  # validity is judged on the timestamps as written: `second` wraps into the hour when it is formatted
     return AZURE + "\n".join(rows) + "\n", valid
 
 
@@ -154,10 +152,6 @@ def test_simulate_fuzz_never_tracebacks_and_never_succeeds_silently(trace, inter
             args += ["--scale-mean", scale]
         code, _, err = cli(*args)
         valid = trace_valid and _valid_number(interval, True) and (scale is None or _valid_number(scale, True))
-        if valid and scale is not None:
-            valid = (
-                "0," not in text.replace("0,0,0", "") or True
-            )  # a trace with no tokens cannot be scaled: allowed to refuse
         if code == 0:
             assert valid, f"accepted invalid input: {args} {text!r}"
             assert (tmp / "out" / "summary.json").is_file()
