@@ -59,9 +59,14 @@ class Setup:
         return server
 
     async def start(
-        self, mode: str = "CostOptimized", spill: str = "0", available: bool = True, **settings: Any
+        self,
+        mode: str = "CostOptimized",
+        spill: str = "0",
+        available: bool = True,
+        policy: dict[str, Any] | None = None,
+        **settings: Any,
     ) -> str:
-        self.state.policy = RoutingPolicy(mode, Decimal(spill), available)
+        self.state.policy = RoutingPolicy(mode, Decimal(spill), available, **(policy or {}))
         self.state.served_model = "llama"
         app = build_router_app(self.state, RouterSettings(api_key=KEY, **settings), self.metrics)
         self.router = await serve(app)
@@ -171,6 +176,48 @@ async def test_overflow_spills_instead_of_queueing(setup: Setup, http: ClientSes
     models = [body["model"] for status, body, _ in results if status == 200]
     assert len(models) == 8
     assert 1 <= models.count("llama") <= 2 + 1 and models.count("hosted-small") >= 5
+
+
+async def test_no_ready_pods_waits_for_one_when_cold_start_spill_is_off(setup: Setup, http: ClientSession) -> None:
+    await setup.api()
+    url = await setup.start(policy={"spill_on_cold_start": False}, queue_timeout_seconds=10)
+    engine = await setup.engine(decode_tokens_per_s=1e6)
+    pending = asyncio.ensure_future(post(http, url, chat()))
+    await asyncio.sleep(0.2)
+    assert not pending.done()  # waiting for a pod, not spilled
+    setup.state.set_endpoints({engine})  # the replica becomes Ready
+    status, body, _ = await pending
+    assert status == 200 and body["model"] == "llama"
+    assert setup.value(REQUESTS, backend="api", outcome="ok") == 0
+
+
+async def test_overflow_queues_when_saturation_spill_is_off(setup: Setup, http: ClientSession) -> None:
+    setup.state.set_endpoints({await setup.engine(decode_tokens_per_s=2000)})
+    await setup.api()
+    url = await setup.start(policy={"spill_on_saturation": False}, max_inflight_per_pod=2, queue_timeout_seconds=30)
+    results = await asyncio.gather(*(post(http, url, chat(max_tokens=40)) for _ in range(8)))
+    assert [body["model"] for _, body, _ in results] == ["llama"] * 8
+    assert setup.value(REQUESTS, backend="api", outcome="ok") == 0
+
+
+@pytest.mark.parametrize(
+    ("pods", "spill", "cap"),
+    [(0, "0", "0.25"), (1, "1", "0.5"), (0, "0", "0")],
+    ids=["cold-start-spill", "operator-share-above-the-cap", "never"],
+)
+async def test_max_spill_fraction_caps_every_kind_of_spill(
+    setup: Setup, http: ClientSession, pods: int, spill: str, cap: str
+) -> None:
+    if pods:
+        setup.state.set_endpoints({await setup.engine(decode_tokens_per_s=1e6)})
+    await setup.api()
+    url = await setup.start(spill=spill, policy={"max_spill_fraction": Decimal(cap)}, queue_timeout_seconds=0.05)
+    results = [await post(http, url, chat()) for _ in range(40)]
+    to_api = sum(1 for status, body, _ in results if status == 200 and body["model"] == "hosted-small")
+    assert to_api <= Decimal(cap) * 40
+    assert to_api >= Decimal(cap) * 40 - 2  # a cap, not a stop: spill goes on up to it
+    if not pods:  # with no pod, what the API may not take is refused (429), never lost silently
+        assert all(status == 429 for status, body, _ in results if body.get("model") != "hosted-small")
 
 
 async def test_self_hosted_only_never_spills_and_answers_429_when_saturated(setup: Setup, http: ClientSession) -> None:

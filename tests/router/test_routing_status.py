@@ -10,6 +10,7 @@ import copy
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
+import pytest
 import pytest_asyncio
 from aiohttp import ClientSession
 
@@ -80,6 +81,45 @@ def test_unreadable_routing_keeps_the_last_good_one():
     before = (state.policy, state.api, state.served_model)
     apply_resource(state, {"status": {"routing": {**good["routing"], "spillFraction": "lots"}}})
     assert (state.policy, state.api, state.served_model) == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "attribute", "expected"),
+    [
+        ("maxFraction", "0.25", "max_spill_fraction", Decimal("0.25")),
+        ("onColdStart", False, "spill_on_cold_start", False),
+        ("onSaturation", False, "spill_on_saturation", False),
+    ],
+)
+def test_spill_limits_travel_from_the_spec_to_the_router(field, value, attribute, expected):
+    """policy.spill.* bounds the spill routers decide on their own, so routers must know it: via status.routing."""
+    spec = manifest()["spec"]
+    spec.setdefault("policy", {}).setdefault("spill", {})[field] = value
+    status = reconcile(resource(spec=spec), FakeCluster(ready=0), FakeMetrics(reading()), ROUTER, NOW).status
+    state = RouterState()
+    apply_resource(state, {"status": status})
+    assert state.policy is not None and getattr(state.policy, attribute) == expected
+    default = RouterState()
+    apply_resource(default, {"status": _good_then_bad()[0]})
+    assert getattr(default.policy, attribute) != expected  # the field alone made the difference
+
+
+def test_routing_from_an_older_operator_keeps_the_old_spill_behaviour():
+    """A router newer than the operator reads a status.routing without the spill limits: spill allowed, no cap."""
+    good, _, _ = _good_then_bad()
+    old = {
+        k: v
+        for k, v in good["routing"].items()
+        if k not in {"maxSpillFraction", "spillOnColdStart", "spillOnSaturation"}
+    }
+    state = RouterState()
+    apply_resource(state, {"status": {"routing": old}})
+    assert state.policy is not None
+    assert (state.policy.max_spill_fraction, state.policy.spill_on_cold_start, state.policy.spill_on_saturation) == (
+        Decimal(1),
+        True,
+        True,
+    )
 
 
 @pytest_asyncio.fixture(loop_scope="function")

@@ -287,6 +287,18 @@ class RoutingStatus(StatusModel):
     )
     served_model: str | None = Field(default=None, description="The model name clients send (/v1/models lists it).")
     api: RoutingAPIStatus | None = Field(default=None, description="Where and at what price spilled requests go.")
+    # The spec's spill limits, which routers apply to the spill they decide on their own (no Ready pod, every pod
+    # full, a failed pod) as well as to spillFraction. Absent in a status written by an older operator: the old
+    # behaviour (spill allowed, no cap).
+    max_spill_fraction: StatusDecimal = Field(
+        default=Decimal(1), description="policy.spill.maxFraction: the largest share of requests ever sent to the API."
+    )
+    spill_on_cold_start: bool = Field(
+        default=True, description="policy.spill.onColdStart: spill when no engine pod is Ready."
+    )
+    spill_on_saturation: bool = Field(
+        default=True, description="policy.spill.onSaturation: spill when every engine pod is at its in-flight limit."
+    )
     observed_generation: int | None = Field(
         default=None, description="metadata.generation of the spec this routing was computed from."
     )

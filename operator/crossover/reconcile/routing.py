@@ -37,5 +37,8 @@ def routing_status(
             output_per_million=pricing.output_per_million,
             cached_input_per_million=pricing.cached_input_per_million,
         ),
+        max_spill_fraction=spec.policy.spill.max_fraction,
+        spill_on_cold_start=spec.policy.spill.on_cold_start,
+        spill_on_saturation=spec.policy.spill.on_saturation,
         observed_generation=generation,
     )

@@ -58,6 +58,9 @@ def apply_resource(state: RouterState, resource: dict[str, Any]) -> None:
         mode=routing.mode,
         spill_fraction=min(max(routing.spill_fraction, Decimal(0)), Decimal(1)),
         api_available=routing.api_available,
+        max_spill_fraction=min(max(routing.max_spill_fraction, Decimal(0)), Decimal(1)),
+        spill_on_cold_start=routing.spill_on_cold_start,
+        spill_on_saturation=routing.spill_on_saturation,
     )
 
 

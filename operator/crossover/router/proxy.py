@@ -2,11 +2,13 @@
 
 Per request, in order: `APIOnly` goes to the API; the operator's spill fraction sends its share there (a
 deterministic credit, not a coin); otherwise the least-loaded ready pod under its in-flight limit serves it. No pod
-(cold start, scale from zero) or every pod full (overflow) spills when spilling is allowed; when it is not
-(`SelfHostedOnly`, budget spent, API backing off after a 429) the request waits for a slot, boundedly (queue length
-and wait), then gets 429 with Retry-After. Failures before the first byte reaches the client are retried once on
-another pod, then on the API; a failure after bytes went out is reported in the stream and never retried (the
-client would see text twice). A client that goes away cancels its upstream request and is never retried.
+(cold start, scale from zero) spills if `policy.spill.onColdStart`, every pod full (overflow) if
+`policy.spill.onSaturation`, and all spill together stays under `policy.spill.maxFraction` of the last minute's
+requests. When spilling is not allowed (those fields, `SelfHostedOnly`, budget spent, API backing off after a 429)
+the request waits for a slot, boundedly (queue length and wait), then gets 429 with Retry-After. Failures before the
+first byte reaches the client are retried once on another pod, then on the API; a failure after bytes went out is
+reported in the stream and never retried (the client would see text twice). A client that goes away cancels its
+upstream request and is never retried.
 
 Streams pass through as bytes, cut only at event boundaries: the router parses an event only when it carries a
 usage object (to count tokens, and to drop the usage event the client did not ask for).
@@ -236,6 +238,7 @@ class Router:
     async def _serve(self, request: web.Request, job: _Request) -> web.StreamResponse:
         state = self.state
         spill_turn = state.take_spill_turn()
+        state.share.routed(time.monotonic())
         tried: set[str] = set()
         attempts = {"pods": 0, "api": 0}
         failure: _BeforeFirstByte | None = None
@@ -249,6 +252,7 @@ class Router:
             try:
                 if target == m.API:
                     attempts["api"] += 1
+                    state.share.to_api(time.monotonic())
                     api, key = state.api, self.settings.api_key
                     assert api is not None and key is not None
                     return await self._forward_api(request, job, api, key)
@@ -288,14 +292,15 @@ class Router:
             return m.API if usable and time.monotonic() >= state.api_backoff_until else None
         if attempts["pods"] >= 2:  # the first pod and one retry failed: the API is the last resort
             return m.API if api_ok else None
-        if api_ok and (spill_turn or not state.endpoints):
+        policy = state.policy
+        if api_ok and (spill_turn or (not state.endpoints and policy.spill_on_cold_start)):
             return m.API
         limit = settings.max_inflight_per_pod
         pod = state.least_loaded(limit, tried)
         if pod is not None:
             return pod
         if state.endpoints.keys() - tried:  # every pod is at its limit
-            if api_ok:
+            if api_ok and policy.spill_on_saturation:
                 return m.API  # overflow: spill instead of queueing
             if time.monotonic() < state.api_backoff_until or attempts["api"]:
                 return state.least_loaded(None, tried)  # the API pushes back: queue on the pods instead

@@ -30,6 +30,49 @@ class RoutingPolicy:
     mode: str = PolicyMode.COST_OPTIMIZED
     spill_fraction: Decimal = Decimal(0)
     api_available: bool = True  # False: the operator says the budget is spent or the provider throttles
+    max_spill_fraction: Decimal = Decimal(1)  # policy.spill.maxFraction: cap on every kind of spill together
+    spill_on_cold_start: bool = True  # policy.spill.onColdStart: spill when no pod is Ready
+    spill_on_saturation: bool = True  # policy.spill.onSaturation: spill when every pod is full
+
+
+@dataclass
+class APIShare:
+    """Requests routed, and those sent to the API, over the last `window_seconds`, in one-second buckets.
+
+    The operator's spillFraction already respects maxFraction, but routers also spill on their own (no Ready pod,
+    every pod full, a pod that failed); this window is what keeps all of it together under maxFraction.
+    """
+
+    window_seconds: int = 60
+    _buckets: deque[list[int]] = field(default_factory=deque)  # [second, routed, to the API]
+    _routed: int = 0
+    _api: int = 0
+
+    def _bucket(self, now: float) -> list[int]:
+        second = int(now)
+        while self._buckets and self._buckets[0][0] <= second - self.window_seconds:
+            _, routed, api = self._buckets.popleft()
+            self._routed -= routed
+            self._api -= api
+        if not self._buckets or self._buckets[-1][0] != second:
+            self._buckets.append([second, 0, 0])
+        return self._buckets[-1]
+
+    def routed(self, now: float) -> None:
+        """One more request to route (counted once, however many places it is tried)."""
+        self._bucket(now)[1] += 1
+        self._routed += 1
+
+    def to_api(self, now: float) -> None:
+        self._bucket(now)[2] += 1
+        self._api += 1
+
+    def allows(self, fraction: Decimal, now: float) -> bool:
+        """Whether one more request may go to the API without the window's API share exceeding `fraction`."""
+        if fraction >= 1:
+            return True
+        self._bucket(now)
+        return Decimal(self._api + 1) <= fraction * self._routed
 
 
 @dataclass
@@ -61,6 +104,7 @@ class RouterState:
     model_created: int = 0  # Unix time for /v1/models (the resource's creation); 0: the router's start
     api_backoff_until: float = 0.0  # monotonic time before which the API is not tried (after its 429)
     draining: bool = False
+    share: APIShare = field(default_factory=APIShare)
     _credit: Decimal = Decimal(0)
     _leaving: dict[str, Endpoint] = field(default_factory=dict)  # not Ready, requests still open on them
     _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
@@ -140,13 +184,17 @@ class RouterState:
                 return pod
 
     def api_usable(self, api_key: str | None) -> bool:
+        """Whether the API may take this request: configured, allowed by the operator, not pushing back, and under
+        policy.spill.maxFraction over the recent window."""
+        now = time.monotonic()
         return (
             self.api is not None
             and api_key is not None
             and self.policy is not None
             and self.policy.mode != PolicyMode.SELF_HOSTED_ONLY
             and self.policy.api_available
-            and time.monotonic() >= self.api_backoff_until
+            and now >= self.api_backoff_until
+            and self.share.allows(self.policy.max_spill_fraction, now)
         )
 
     def take_spill_turn(self) -> bool:
