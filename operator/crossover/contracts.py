@@ -126,6 +126,9 @@ ENV_RECONCILE_STUCK = "CROSSOVER_RECONCILE_STUCK_SECONDS"  # liveness fails once
 ROUTER_REQUESTS = "crossover_router_requests"
 ROUTER_TOKENS = "crossover_router_tokens"
 ROUTER_API_SPEND = "crossover_router_api_spend_dollars"
+# input tokens the hosted API reported as cached (usage.prompt_tokens_details.cached_tokens): with the API's input
+# tokens, the share of input the API bills at api.pricing.cachedInputPerMillion
+ROUTER_API_CACHED_INPUT = "crossover_router_api_cached_input_tokens"
 ROUTER_INFLIGHT = "crossover_router_inflight"
 ROUTER_ADDED_LATENCY = "crossover_router_added_latency_seconds"
 ROUTER_LOCAL_ERRORS = "crossover_router_local_errors"  # errors the router answered itself, by status and code

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
@@ -222,3 +223,21 @@ def test_emulators_refuse_non_loopback_addresses() -> None:
     )
     assert result.returncode == 2
     assert "127.0.0.0/8" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "cached"),
+    [
+        ("ab" * 2000, "ab" * 2000, 0),  # 1,000 tokens: below the 1,024-token minimum, never cached
+        ("abcd" * 1100, "abcd" * 1100, 1024),  # same prompt: cached in 128-token steps from 1,024
+        ("abcd" * 1400, "abcd" * 1400, 1280),
+        ("abcd" * 1400, "abcd" * 1100 + "wxyz" * 300, 1024),  # shared prefix only
+        ("abcd" * 1400, "wxyz" + "abcd" * 1400, 0),  # a different first token: no prefix in common
+    ],
+)
+def test_the_hosted_api_prompt_cache_reports_shared_prefixes_like_openai(first: str, second: str, cached: int) -> None:
+    from crossover_lab.emulators.openai_wire import PromptCache
+
+    cache = PromptCache()
+    assert cache.cached_tokens(first) == 0
+    assert cache.cached_tokens(second) == cached

@@ -10,6 +10,7 @@ import gzip
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import openai
@@ -18,6 +19,7 @@ import pytest_asyncio
 from aiohttp import ClientSession, ClientTimeout, web
 from aiohttp.test_utils import TestServer
 
+from costpolicy.spec import APIPricing
 from crossover.contracts import ROUTER_LOCAL_ERRORS, total
 from crossover.router.discovery import endpoints_of
 from crossover.router.state import RouterState
@@ -939,3 +941,31 @@ def test_the_body_cap_comes_from_the_flag_then_the_environment(
     else:
         with pytest.raises(ValueError, match=expected):
             command._max_body(args)
+
+
+# ---- issue 13: the API's prompt-cache hits are counted and billed at the cached price ---------------------------
+
+
+async def test_api_cache_hits_are_counted_and_billed_at_the_cached_price(setup: Setup) -> None:
+    from crossover.router.state import APITarget
+
+    await setup.api()  # the hosted-API emulator: OpenAI-style automatic prompt caching from 1,024 tokens
+    assert setup.state.api is not None
+    pricing = APIPricing(
+        input_per_million=Decimal("1.00"), output_per_million=Decimal("5.00"), cached_input_per_million=Decimal("0.10")
+    )
+    setup.state.api = APITarget(setup.state.api.base_url, setup.state.api.model, pricing)
+    client = sdk(await setup.start(mode="APIOnly"))
+    prompt = "abcd" * 1200  # 1,200 tokens at the emulator's 4 characters a token
+    usages = []
+    for _ in range(2):
+        reply = await client.chat.completions.create(
+            model="llama", messages=[{"role": "user", "content": prompt}], max_tokens=3
+        )
+        assert reply.usage is not None
+        usages.append(reply.usage)
+    assert usages[0].prompt_tokens_details is None or not usages[0].prompt_tokens_details.cached_tokens
+    assert usages[1].prompt_tokens_details is not None and usages[1].prompt_tokens_details.cached_tokens == 1152
+    assert setup.value("crossover_router_api_cached_input_tokens_total") == 1152
+    spend = setup.value("crossover_router_api_spend_dollars_total")
+    assert spend == pytest.approx((1200 * 1.0 + 3 * 5.0 + (1200 - 1152) * 1.0 + 1152 * 0.1 + 3 * 5.0) / 1e6)

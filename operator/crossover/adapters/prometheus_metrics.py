@@ -30,6 +30,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from costpolicy.money import ZERO
 from costpolicy.snapshot import Demand
 from crossover.adapters.signals import POD_LABEL, pod_rates, signals_from
 from crossover.adapters.signals import queries as signal_queries
@@ -41,6 +42,7 @@ from crossover.contracts import (
     PROMETHEUS_COMPONENT_LABEL,
     PROMETHEUS_INSTANCE_LABEL,
     PROMETHEUS_NAMESPACE_LABEL,
+    ROUTER_API_CACHED_INPUT,
     ROUTER_API_SPEND,
     ROUTER_REQUESTS,
     ROUTER_TOKENS,
@@ -140,6 +142,20 @@ def families(window: str, month_seconds: int) -> dict[str, list[Term]]:
             f'sum by ({_by()}) (increase({total(ROUTER_REQUESTS)}{{{router},{BACKEND_LABEL}="{Backend.API}",'
             f'{OUTCOME_LABEL}="{Outcome.THROTTLED}"}}[{window}]))',
         ),
+        # client requests (an attempt that failed and was retried elsewhere counts once, as its final outcome):
+        # with the token rates, the tokens per request that api.limits.requestsPerMinute turns into a token limit
+        Term(
+            "router.requests",
+            f'sum by ({_by()}) (rate({total(ROUTER_REQUESTS)}{{{router},{OUTCOME_LABEL}!="{Outcome.ERROR}"}}'
+            f"[{window}]))",
+        ),
+        # the API's own cache hits on what was spilled: the share of input it bills at cachedInputPerMillion
+        Term(
+            "api.input",
+            f'sum by ({_by()}) (rate({TOKENS}{{{router},{BACKEND_LABEL}="{Backend.API}",{DIRECTION}="{INPUT}"}}'
+            f"[{window}]))",
+        ),
+        Term("api.cached", f"sum by ({_by()}) (rate({total(ROUTER_API_CACHED_INPUT)}{{{router}}}[{window}]))"),
     ]
     for direction, pick in ((INPUT, _prompt), (OUTPUT, _generation)):
         demand += [
@@ -194,6 +210,8 @@ def reading(values: Slice, kind: EngineKind, window: str) -> MetricsReading:
     if demand is None and problem is None:
         metrics = (names.prompt_tokens, names.generation_tokens)
         demand, observed, problem = _demand(values, "engine", metrics, window)
+    elif demand is not None:
+        demand = _with_requests_and_cache(demand, values)
     if demand is None:
         return MetricsReading(None, None, error=problem or "no router or engine series in Prometheus")
     spend = values.get("spend")
@@ -207,6 +225,22 @@ def reading(values: Slice, kind: EngineKind, window: str) -> MetricsReading:
         signals=signals_from(values),
         capacity_samples=tuple((p.input_tps, p.output_tps) for p in pod_rates(values) if p.queued_throughout),
     )
+
+
+def _finite(value: Decimal | None) -> Decimal | None:
+    return value if value is not None and value.is_finite() and value >= 0 else None
+
+
+def _with_requests_and_cache(demand: Demand, values: Slice) -> Demand:
+    """The router's demand plus its request rate and the input share the API bills as cached. Both stay unknown
+    (None, 0 cached) without their series: the API limit then applies to tokens only, and input is priced in full,
+    as it was before the router saw any cache hits."""
+    rps = _finite(values.get("router.requests"))
+    cached = ZERO
+    api_input, api_cached = _finite(values.get("api.input")), _finite(values.get("api.cached"))
+    if api_input and api_cached is not None:
+        cached = demand.input_tps * min(Decimal(1), api_cached / api_input)
+    return Demand(demand.input_tps, demand.output_tps, cached, rps if rps else None)
 
 
 def _month_tokens(values: Slice) -> tuple[Decimal, Decimal] | None:

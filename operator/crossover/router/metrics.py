@@ -15,6 +15,7 @@ from crossover.contracts import (
     ENV_PROMETHEUS_MULTIPROC_DIR,
     OUTCOME_LABEL,
     ROUTER_ADDED_LATENCY,
+    ROUTER_API_CACHED_INPUT,
     ROUTER_API_SPEND,
     ROUTER_INFLIGHT,
     ROUTER_LOCAL_ERRORS,
@@ -58,6 +59,11 @@ class RouterMetrics:
             registry=r,
         )
         self.api_spend = Counter(ROUTER_API_SPEND, "Dollars spent on the hosted API", registry=r)
+        self.api_cached_input = Counter(
+            ROUTER_API_CACHED_INPUT,
+            "Input tokens the hosted API reported as cached (usage.prompt_tokens_details.cached_tokens)",
+            registry=r,
+        )
         self.inflight = Gauge(
             ROUTER_INFLIGHT, "Requests in flight by backend", [BACKEND_LABEL], registry=r, multiprocess_mode="livesum"
         )
@@ -103,6 +109,10 @@ class RouterMetrics:
             tokens_in.inc(prompt)
         if completion:
             tokens_out.inc(completion)
+
+    def cached_input(self, tokens: int) -> None:
+        if tokens > 0:
+            self.api_cached_input.inc(tokens)
 
     def spend(self, dollars: Decimal) -> None:
         if dollars > 0:

@@ -596,6 +596,7 @@ class Router:
         self.metrics.count(backend, outcome, usage.prompt, usage.completion)
         if api is not None:
             self.metrics.spend(api_cost(api, usage))
+            self.metrics.cached_input(usage.cached)
 
 
 async def _pieces(payload: bytes | bytearray, size: int = 256 * 1024) -> AsyncIterator[memoryview]:

@@ -1,7 +1,8 @@
 """A hosted-API emulator (a test part standing in for any OpenAI-compatible provider), with faults on demand.
 
 It checks the bearer key (never logging or echoing it), answers with honest `usage` (in streams too, when asked),
-and injects the failures a provider shows: 429 with Retry-After above a tokens- or requests-per-minute limit
+reports prompt-cache hits the way OpenAI's automatic prompt caching does (`openai_wire.PromptCache`), and injects
+the failures a provider shows: 429 with Retry-After above a tokens- or requests-per-minute limit
 (sliding 60 s window, like the providers' own), a share or a count of 5xx, and a slow first byte. Faults can be
 read and changed at runtime on `/_emulator/faults`, so tests and the demo can turn them on and off.
 """
@@ -24,6 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from crossover_lab.emulators.openai_wire import (
     DONE,
     BadRequest,
+    PromptCache,
     Reply,
     error_response,
     models_body,
@@ -73,6 +75,7 @@ def build_hosted_api_app(config: HostedAPIConfig) -> web.Application:
     app = web.Application()
     state: dict[str, Any] = {"faults": config.faults}
     window = _Window()
+    cache = PromptCache()
     rng = random.Random(config.seed)
     registry = CollectorRegistry()
     requests_total = Counter("emulator_api_requests", "Requests by HTTP status", ["status"], registry=registry)
@@ -116,6 +119,7 @@ def build_hosted_api_app(config: HostedAPIConfig) -> web.Application:
         if faults.error_rate > 0 and rng.random() < faults.error_rate:
             return refuse(500, "The server had an error while processing your request.", "server_error")
         window.events.append((now, cost))
+        completion = replace(completion, cached_tokens=cache.cached_tokens(completion.prompt))
         if faults.first_byte_delay_seconds > 0:
             await asyncio.sleep(faults.first_byte_delay_seconds)
         model = completion.model or (config.models[0] if config.models else "emulated-api-model")
@@ -123,6 +127,7 @@ def build_hosted_api_app(config: HostedAPIConfig) -> web.Application:
         generated = completion.max_tokens
         duration = generated / config.output_tokens_per_s if config.output_tokens_per_s > 0 else 0.0
         tokens_total.labels("input").inc(completion.prompt_tokens)
+        tokens_total.labels("cached_input").inc(completion.cached_tokens)
         tokens_total.labels("output").inc(generated)
         requests_total.labels("200").inc()
         if not completion.stream:

@@ -34,28 +34,59 @@ class Completion:
     max_tokens: int
     stream: bool
     include_usage: bool
+    prompt: str = ""  # the prompt's text, for a prefix cache
+    cached_tokens: int = 0  # what the serving side's prefix cache already held (reported in usage)
 
 
 def count_prompt_tokens(body: dict[str, Any], chat: bool) -> int:
+    return max(1, math.ceil(len(prompt_text(body, chat)) / CHARS_PER_TOKEN))
+
+
+def prompt_text(body: dict[str, Any], chat: bool) -> str:
+    """The prompt's text, messages joined in order (what a prefix cache compares)."""
     if chat:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest("'messages' must be a non-empty list")
-        chars = 0
+        parts: list[str] = []
         for message in messages:
             content = message.get("content") if isinstance(message, dict) else None
             if isinstance(content, str):
-                chars += len(content)
+                parts.append(content)
             elif isinstance(content, list):  # content parts
-                chars += sum(len(str(part.get("text", ""))) for part in content if isinstance(part, dict))
-    else:
-        prompt = body.get("prompt")
-        if isinstance(prompt, list):
-            prompt = "".join(str(p) for p in prompt)
-        if not isinstance(prompt, str):
-            raise BadRequest("'prompt' must be a string")
-        chars = len(prompt)
-    return max(1, math.ceil(chars / CHARS_PER_TOKEN))
+                parts += [str(part.get("text", "")) for part in content if isinstance(part, dict)]
+        return "".join(parts)
+    prompt = body.get("prompt")
+    if isinstance(prompt, list):
+        prompt = "".join(str(p) for p in prompt)
+    if not isinstance(prompt, str):
+        raise BadRequest("'prompt' must be a string")
+    return prompt
+
+
+class PromptCache:
+    """A hosted API's automatic prompt caching, as OpenAI documents it: prompts of 1,024 tokens or more are cached,
+    and a later prompt with an identical prefix reports the cached part (in 128-token steps from 1,024) as
+    `usage.prompt_tokens_details.cached_tokens`. Prefixes are remembered by hash, the oldest forgotten first."""
+
+    MINIMUM, STEP = 1024, 128
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._seen: dict[int, None] = {}
+        self._capacity = capacity
+
+    def cached_tokens(self, text: str) -> int:
+        """Tokens of `text` served from the cache, then remember its prefixes for the next prompt."""
+        tokens = len(text) // CHARS_PER_TOKEN
+        steps = range(self.MINIMUM, tokens + 1, self.STEP)
+        keys = [(step, hash(text[: step * CHARS_PER_TOKEN])) for step in steps]
+        cached = max((step for step, key in keys if key in self._seen), default=0)
+        for _, key in keys:
+            self._seen.pop(key, None)
+            self._seen[key] = None
+        while len(self._seen) > self._capacity:
+            del self._seen[next(iter(self._seen))]
+        return cached
 
 
 async def parse(request: web.Request, chat: bool, default_max_tokens: int) -> Completion:
@@ -73,6 +104,7 @@ async def parse(request: web.Request, chat: bool, default_max_tokens: int) -> Co
         chat=chat,
         model=str(body.get("model") or ""),
         prompt_tokens=count_prompt_tokens(body, chat),
+        prompt=prompt_text(body, chat),
         max_tokens=max_tokens,
         stream=bool(body.get("stream", False)),
         include_usage=bool(options.get("include_usage", False)) if isinstance(options, dict) else False,
@@ -88,8 +120,15 @@ def text_of(start: int, count: int) -> str:
     return "".join(f"{WORDS[(start + i) % len(WORDS)]} " for i in range(count))
 
 
-def usage(prompt: int, completion: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+def usage(prompt: int, completion: int, cached: int = 0) -> dict[str, Any]:
+    counts: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if cached:
+        counts["prompt_tokens_details"] = {"cached_tokens": cached}
+    return counts
 
 
 class Reply:
@@ -115,7 +154,7 @@ class Reply:
             "created": self.created,
             "model": self.model,
             "choices": [choice],
-            "usage": usage(self.completion.prompt_tokens, generated),
+            "usage": usage(self.completion.prompt_tokens, generated, self.completion.cached_tokens),
         }
 
     def chunk(self, start: int, count: int, finish: bool) -> bytes:
@@ -143,7 +182,7 @@ class Reply:
             "created": self.created,
             "model": self.model,
             "choices": [],
-            "usage": usage(self.completion.prompt_tokens, generated),
+            "usage": usage(self.completion.prompt_tokens, generated, self.completion.cached_tokens),
         }
         return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
