@@ -26,15 +26,9 @@ fmt: install
 	$(BIN)/ruff format costpolicy operator tests
 	$(BIN)/ruff check --fix costpolicy operator tests
 
-## Lab prerequisites: Debian's Prometheus, and the control plane built from Go modules (cached by version in
-## ~/.cache/crossover/bin, so only the first run on a machine pays for the build).
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+## Lab prerequisites: the control plane, helm and Prometheus, built from Go modules (cached by version in
+## ~/.cache/crossover/bin, so only the first run on a machine pays for the build), and the Prometheus Operator's CRDs.
 lab-deps: install
-	@command -v prometheus >/dev/null || { \
-	  echo "installing Debian's prometheus package"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  $(SUDO) apt-get install -y -q --no-install-recommends prometheus >/dev/null \
-	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; }
 	$(BIN)/crossover lab build
 
 ## The lab: a real control plane, fake GPU nodes, Prometheus and the pod harness on 127.0.0.1 (idempotent).

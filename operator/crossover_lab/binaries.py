@@ -28,6 +28,7 @@ class Tool:
     module: str
     packages: dict[str, str]  # binary name -> Go package
     version_ldflags: tuple[str, ...] = ()  # "-X" targets that receive the version, so binaries report it
+    tags: tuple[str, ...] = ()  # Go build tags beyond the common ones
 
 
 KUBE_VERSION_VARS = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
@@ -47,6 +48,17 @@ TOOLS: tuple[Tool, ...] = (
     Tool("kwok", "sigs.k8s.io/kwok", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"}),
     Tool(
         "helm", "helm.sh/helm/v3", {"helm": "helm.sh/helm/v3/cmd/helm"}, ("helm.sh/helm/v3/internal/version.version",)
+    ),
+    # Prometheus with Kubernetes service discovery only (its documented build tags), and no web UI assets: the
+    # lab needs its API and discovery, and leaving out the cloud SDKs keeps a cold build to a few minutes
+    Tool(
+        "prometheus",
+        "github.com/prometheus/prometheus",
+        {
+            "prometheus": "github.com/prometheus/prometheus/cmd/prometheus",
+            "promtool": "github.com/prometheus/prometheus/cmd/promtool",
+        },
+        tags=("remove_all_sd", "enable_kubernetes_sd"),
     ),
 )
 
@@ -120,7 +132,7 @@ def build(tool: Tool, tools: Path | None = None) -> Path:
                 "build",
                 "-trimpath",
                 "-tags",
-                "selinux,notest",
+                ",".join(("selinux", "notest", *tool.tags)),
                 "-ldflags",
                 _ldflags(tool, version),
                 "-o",
@@ -139,6 +151,10 @@ def build(tool: Tool, tools: Path | None = None) -> Path:
         staging.rename(target)
     log.info("built %s %s in %.0f s", tool.name, version, time.monotonic() - started)
     return target
+
+
+def tool(name: str) -> Tool:
+    return next(t for t in TOOLS if t.name == name)
 
 
 def ensure(tools: Path | None = None) -> dict[str, Path]:

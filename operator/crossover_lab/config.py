@@ -75,8 +75,3 @@ class LabConfig:
     @property
     def prometheus_url(self) -> str:
         return f"http://{LOOPBACK}:{self.prometheus_port}"
-
-    @property
-    def targets_file(self) -> Path:
-        """File-based service discovery: the harness rewrites this list of scrape targets."""
-        return self.state / "prometheus" / "targets" / "pods.json"

@@ -20,8 +20,8 @@ see config.py: the API server refuses loopback addresses in EndpointSlices, so p
 - anything else -> nothing runs, the pod is simply marked Ready.
 
 It plays the readiness probe (the container's httpGet readinessProbe, else "started"), patches the pod's Ready
-condition, registers metrics endpoints with Prometheus (file_sd) and stops the process, gracefully, when the pod
-goes. Pending pods (no free GPU) get nothing.
+condition and stops the process, gracefully, when the pod goes. It tells Prometheus nothing: Prometheus discovers
+the pods itself, through the API server (crossover_lab.scrape). Pending pods (no free GPU) get nothing.
 """
 
 from __future__ import annotations
@@ -45,8 +45,7 @@ import aiohttp
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from crossover.contracts import ENV_ADDRESS_MAP, GROUP, INSTANCE_LABEL, PLURAL, VERSION, prometheus_label
-from crossover_lab import prometheus
+from crossover.contracts import ENV_ADDRESS_MAP, GROUP, INSTANCE_LABEL, PLURAL, VERSION
 from crossover_lab.config import ADDRESS_MAP, LabConfig, local_address
 from crossover_lab.control_plane import write_kubeconfig
 from crossover_lab.emulators.gpu import DEFAULT_GPU_TYPE, GPU_PRODUCT_LABEL, EngineHardware
@@ -71,7 +70,6 @@ class PodProcess:
     local: str  # where this machine serves it
     kind: str  # "vllm" | "crossover" | "none"
     process: asyncio.subprocess.Process | None = None
-    target: prometheus.Target | None = None
     ready: bool = False
     grace_seconds: float = 30.0
     pre_stop_seconds: float = 0.0  # the container's preStop sleep, played before SIGTERM as the kubelet does
@@ -190,7 +188,7 @@ class Harness:
                 await self._reap()
         finally:
             await asyncio.gather(*(self._stop(p) for p in list(self._pods.values())), *self._stopping_tasks)
-            self._write_targets()
+            self._write_assignments()
             await self._session.close()
 
     # ---- one pod -------------------------------------------------------------------------------------------
@@ -213,7 +211,7 @@ class Harness:
                 stopping = asyncio.create_task(self._stop(proc))
                 self._stopping_tasks.add(stopping)
                 stopping.add_done_callback(self._stopping_tasks.discard)
-                self._write_targets()
+                self._write_assignments()
             return
         if key in self._pods or status.get("phase") != "Running" or not status.get("podIP"):
             return
@@ -240,7 +238,7 @@ class Harness:
             await self._start_dcgm(proc, pod, container)
         elif proc.kind == "crossover":
             await self._start_crossover(proc, pod, container)
-        self._write_targets()
+        self._write_assignments()
         proc.container = container
         proc.probe = asyncio.create_task(self._probe(proc, container))
 
@@ -261,7 +259,6 @@ class Harness:
         for flag, value in sizing.items():
             argv += [f"--{flag}", value]
         proc.process = await self._spawn(proc, argv, dict(os.environ))
-        proc.target = prometheus.Target(f"{proc.local}:{port}", proc.namespace, proc.name, labels=_target_labels(pod))
         proc.gpus = self._allocate_gpus(proc.node, gpus)
         proc.metrics_url = f"http://{proc.local}:{port}/metrics"
 
@@ -326,7 +323,6 @@ class Harness:
             "--gpu-type", gpu_type,
         ]  # fmt: skip
         proc.process = await self._spawn(proc, argv, dict(os.environ))
-        proc.target = prometheus.Target(f"{proc.local}:{port}", proc.namespace, proc.name, labels=_target_labels(pod))
 
     @property
     def _assignments_file(self) -> Path:
@@ -367,20 +363,6 @@ class Harness:
         env["KUBECONFIG"] = str(kubeconfig)
         env["PYTHONUNBUFFERED"] = "1"
         proc.process = await self._spawn(proc, [sys.executable, "-m", "crossover.cli", *args], env)
-        annotations = meta.get("annotations") or {}
-        port: int | None = None
-        if annotations.get("prometheus.io/scrape") == "true":
-            port = int(annotations.get("prometheus.io/port", "0")) or None
-        if port is None:
-            for candidate in container.get("ports") or []:
-                if candidate.get("name") in {"metrics", "http"}:
-                    port = int(candidate["containerPort"])
-                    break
-        if port is not None:
-            path = annotations.get("prometheus.io/path", "/metrics")
-            proc.target = prometheus.Target(
-                f"{proc.local}:{port}", proc.namespace, proc.name, path, labels=_target_labels(pod)
-            )
 
     def _service_account_token(self, namespace: str, spec: dict[str, Any]) -> str:
         account = spec.get("serviceAccountName") or "default"
@@ -584,17 +566,8 @@ class Harness:
             await process.wait()
         log.info("pod %s/%s stopped", proc.namespace, proc.name)
 
-    def _write_targets(self) -> None:
-        prometheus.write_targets(self._cfg, [p.target for p in self._pods.values() if p.target is not None])
-        self._write_assignments()
-
 
 def main(cfg: LabConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(Harness(cfg).run())
     return 0
-
-
-def _target_labels(pod: dict[str, Any]) -> dict[str, str]:
-    """The pod's labels as scrape-target labels, sanitised as a PodMonitor's podTargetLabels would be."""
-    return {prometheus_label(k): str(v) for k, v in ((pod["metadata"].get("labels") or {}).items())}

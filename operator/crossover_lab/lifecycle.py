@@ -13,7 +13,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from crossover_lab import binaries, control_plane, dcgm, processes, prometheus
+from crossover_lab import binaries, control_plane, dcgm, monitoring_crds, processes, prometheus
 from crossover_lab.config import LabConfig
 from crossover_lab.kube import lab_api_client
 
@@ -56,12 +56,15 @@ def _ensure_nodes(cfg: LabConfig) -> None:
 
 
 def up(cfg: LabConfig) -> LabInfo:
-    """Build what is missing, start what is not running, create the fake GPU nodes; reuse whatever runs."""
+    """Build what is missing, start what is not running, create the fake GPU nodes and install the Prometheus
+    Operator's CRDs; reuse whatever runs."""
     began = time.monotonic()
     bins = binaries.ensure()
     started = control_plane.start(cfg, bins)
     _ensure_nodes(cfg)
-    dcgm.ensure(lab_api_client(cfg.kubeconfig))
+    api = lab_api_client(cfg.kubeconfig)
+    monitoring_crds.install(api)  # PodMonitor/ServiceMonitor: the chart's monitors meet the real schemas
+    dcgm.ensure(api)
     if prometheus.start(cfg, bins["helm"]):
         started.append(prometheus.NAME)
     if processes.pid_of(cfg.state, HARNESS) is None:

@@ -1,13 +1,12 @@
 """The Prometheus adapter against a real Prometheus scraping pods' series with the labels the operator sets.
 
 A small exporter plays the pods: each "pod" is a scrape target whose target labels are the pod's labels as a
-PodMonitor (podTargetLabels) or kubernetes_sd attaches them. Needs Debian's `prometheus` binary (`make lab-deps`),
+PodMonitor (podTargetLabels) or kubernetes_sd attaches them. Needs the lab's Prometheus build (`make lab-deps`),
 not the lab's control plane: Prometheus listens on a free loopback port.
 """
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import threading
@@ -30,6 +29,7 @@ from crossover.contracts import (
     PROMETHEUS_INSTANCE_LABEL,
     Component,
 )
+from crossover_lab import prometheus as lab_prometheus
 from tests.lab.support import eventually
 
 pytestmark = pytest.mark.lab
@@ -140,8 +140,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    binary = shutil.which("prometheus")
-    assert binary, "Debian's prometheus package is needed (make lab-deps)"
+    binary = lab_prometheus.binary()  # the lab's own build (make lab-deps)
     pages = {f"/{i}": pod.page for i, pod in enumerate(PODS)}
 
     class Exporter(BaseHTTPRequestHandler):

@@ -4,7 +4,6 @@ applied under spec, both costs and the difference printed."""
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import requests
 import yaml
 
 from crossover.whatif import read_history, seconds_of, with_settings
+from crossover_lab import prometheus as lab_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "llama-8b-h100-vs-haiku.yaml"
@@ -60,8 +60,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, float]]:
     """A real Prometheus whose TSDB holds two hours of router counters ending a minute ago (promtool backfill)."""
-    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
-        pytest.fail("Debian's prometheus package is needed (make lab-deps installs it)")
+    prometheus_binary, promtool = lab_prometheus.binary(), lab_prometheus.promtool()  # built by `make lab-deps`
     base = tmp_path_factory.mktemp("prom")
     end = float(int(time.time()) // 60 * 60 - 60)
     start = end - 2 * HOUR
@@ -84,13 +83,13 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     (base / "history.om").write_text("\n".join(lines) + "\n# EOF\n")
     data = base / "data"
     subprocess.run(
-        ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(base / "history.om"), str(data)],
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(base / "history.om"), str(data)],
         check=True, capture_output=True,
     )  # fmt: skip
     port = _free_port()
     (base / "prometheus.yml").write_text("global: {scrape_interval: 15s}\n")
     process = subprocess.Popen(
-        ["prometheus", f"--config.file={base / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
+        [prometheus_binary, f"--config.file={base / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
          f"--web.listen-address=127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -13,9 +13,10 @@ def register(subparsers: Any) -> None:
         "lab",
         help="start or stop the local lab (real control plane, fake GPU nodes, Prometheus, emulators)",
         description=(
-            "The lab: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok built from Go modules "
-            "(cached in ~/.cache/crossover/bin), fake GPU nodes, Debian's Prometheus and a pod harness that runs "
-            "emulators on pod IPs. Everything listens on 127.0.0.1; state lives in .lab/ (CROSSOVER_LAB_DIR). "
+            "The lab: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, helm and Prometheus built "
+            "from Go modules (cached in ~/.cache/crossover/bin), fake GPU nodes, the Prometheus Operator's CRDs, "
+            "Prometheus discovering pods through the API server, and a pod harness that runs emulators on pod IPs. "
+            "Everything listens on 127.0.0.1; state lives in .lab/ (CROSSOVER_LAB_DIR). "
             "Sizing: CROSSOVER_LAB_NODES (2), CROSSOVER_LAB_GPUS_PER_NODE (4)."
         ),
     )
@@ -46,11 +47,13 @@ def run(args: argparse.Namespace) -> int:
         return harness.main(cfg)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.action == "build":
-        from crossover_lab import binaries
+        from crossover_lab import binaries, monitoring_crds
 
         try:
             for name, path in binaries.ensure().items():
                 print(f"{name:<24} {path}")
+            for path in monitoring_crds.ensure_files():
+                print(f"{path.name:<24} {path}")
         except BuildError as error:
             print(f"crossover lab: {error}", file=sys.stderr)
             return 1
