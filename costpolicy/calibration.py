@@ -3,9 +3,12 @@
 Capacity. A replica that had requests waiting throughout a rate window was at its limit, so its token rates
 `(in, out)` then satisfy the busy-time model `in / prefill + out / decode = 1`. Each such window is one sample.
 With samples at different input/output mixes, least squares on `a·in + b·out = 1` gives `a = 1/prefill` and
-`b = 1/decode` separately. When the mixes are too alike to tell the phases apart, the declared prefill:decode
-ratio is kept and only its scale is fitted: at the mix the fleet actually serves, that is exact, which is what the
-replica count depends on. Unsaturated windows say nothing about capacity and are never samples (a replica serving
+`b = 1/decode` separately. When the mixes are too alike to tell the phases apart, the declared prefill is kept and
+decode alone is fitted: prefill is compute-bound and predictable from the model's FLOPs, while decode throughput
+moves with batch size, sequence length and KV-cache pressure, so decode is the figure a manifest most often gets
+wrong. Either way the result is exact at the mix the fleet actually serves, which is what the replica count depends
+on. (Without output tokens, or when the declared prefill alone would overfill the time, the declared ratio is kept
+and its scale fitted.) Unsaturated windows say nothing about capacity and are never samples (a replica serving
 little is not a slow replica).
 
 Cold start. A high percentile of the recent starts' times from scheduled to Ready.
@@ -74,8 +77,13 @@ def estimate(samples: Sequence[CapacitySample], declared: Capacity) -> Observed 
         b = (sy * sxx - sx * sxy) / det
         if a > 0 and b > 0:
             return Observed(ONE / a, ONE / b, len(samples), separated=True)
-    # one mix (or a fit that is not physical): keep the declared ratio, fit its scale k in k·(a0·x + b0·y) = 1
+    # one mix (or a fit that is not physical): keep the declared prefill and fit decode, b in a0·x + b·y = 1
     a0 = ONE / declared.prefill_tokens_per_second
+    if syy > 0:
+        b = sum((y * (ONE - a0 * x) for x, y in zip(xs, ys, strict=True)), ZERO) / syy
+        if b > 0:
+            return Observed(declared.prefill_tokens_per_second, ONE / b, len(samples), separated=False)
+    # no decode at all, or the declared prefill alone would overfill the time: keep the ratio, fit its scale k
     b0 = ONE / declared.decode_tokens_per_second
     zs = [a0 * x + b0 * y for x, y in zip(xs, ys, strict=True)]
     k = sum(zs, ZERO) / sum((z * z for z in zs), ZERO)

@@ -35,8 +35,8 @@ def test_varied_mixes_recover_both_phases() -> None:
     assert found.decode_tokens_per_second == pytest.approx(D(2000), rel=D("1e-6"))
 
 
-def test_one_mix_keeps_the_declared_ratio_and_is_exact_at_that_mix() -> None:
-    """Declared decode twice the real one: at the observed mix, the rescaled capacity needs exactly the real time."""
+def test_one_mix_corrects_decode_and_is_exact_at_that_mix() -> None:
+    """Declared decode twice the real one: at the observed mix, the fitted capacity needs exactly the real time."""
     found = estimate(samples(*[D("0.2")] * 5), TWICE_DECODE)
     assert found is not None and not found.separated
     learned = Capacity(
@@ -46,8 +46,28 @@ def test_one_mix_keeps_the_declared_ratio_and_is_exact_at_that_mix() -> None:
     demand = Demand(*at_limit(D("0.2")))
     assert busy_replicas(demand, learned) == pytest.approx(D(1), rel=D("1e-9"))
     assert busy_replicas(demand, TWICE_DECODE) == D("0.6")  # what the declaration believed
-    # 4,000 corrected to 2,400 (real 2,000); prefill rescaled with it: the phases are not told apart at one mix
-    assert found.decode_tokens_per_second == pytest.approx(D(2400), rel=D("1e-9"))
+    # 4,000 corrected to the real 2,000; the declared prefill (right here) is kept
+    assert found.decode_tokens_per_second == pytest.approx(D(2000), rel=D("1e-9"))
+    assert found.prefill_tokens_per_second == D(32000)
+
+
+def test_one_mix_with_a_wrong_prefill_still_plans_exactly_at_that_mix() -> None:
+    """Declared prefill twice the real one instead: decode absorbs the error, the busy time at the mix is right."""
+    twice_prefill = Capacity(prefill_tokens_per_second=D(64000), decode_tokens_per_second=D(2000))
+    found = estimate(samples(*[D("0.2")] * 5), twice_prefill)
+    assert found is not None and not found.separated
+    learned = Capacity(
+        prefill_tokens_per_second=found.prefill_tokens_per_second,
+        decode_tokens_per_second=found.decode_tokens_per_second,
+    )
+    assert busy_replicas(Demand(*at_limit(D("0.2"))), learned) == pytest.approx(D(1), rel=D("1e-9"))
+
+
+def test_one_mix_whose_declared_prefill_overfills_the_time_falls_back_to_the_declared_ratio() -> None:
+    slow_prefill = Capacity(prefill_tokens_per_second=D(1000), decode_tokens_per_second=D(2000))
+    found = estimate(samples(*[D("0.2")] * 5), slow_prefill)  # 6,400 prompt tok/s: > 1 s of a 1,000 tok/s prefill
+    assert found is not None and not found.separated
+    assert found.prefill_tokens_per_second / found.decode_tokens_per_second == pytest.approx(D("0.5"), rel=D("1e-9"))
 
 
 def test_no_samples_no_estimate() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import requests
+from kubernetes.client.exceptions import ApiException
 
 from crossover.commands.emulate import ENV_EMULATOR_API_KEY
 from crossover.contracts import (
@@ -96,7 +97,7 @@ def small_manifest(name: str, namespace: str, api: HostedAPI, **changes: Any) ->
                 "decodeTokensPerSecond": changes.pop("declared_decode", "800"),
             },
         },
-        "replicas": {"min": 0, "max": changes.pop("max_replicas", 4)},
+        "replicas": {"min": changes.pop("min_replicas", 0), "max": changes.pop("max_replicas", 4)},
         "selfHosted": {"pricing": {"rented": {"pricePerGPUHour": "2.50"}}, "overheadPerMonth": "0"},
         "api": {
             "baseURL": api.base_url,
@@ -184,7 +185,11 @@ class Load:
 def deploy(lab: Lab, namespace: str, api: HostedAPI, name: str, **changes: Any) -> str:
     """Secret + InferenceDeployment; returns the router pod's chat URL once it is Ready."""
     opted_in = {"name": "provider", "labels": {API_CREDENTIALS_LABEL: "true"}}
-    lab.core.create_namespaced_secret(namespace, {"metadata": opted_in, "stringData": {"apiKey": api.key}})  # type: ignore[arg-type]
+    try:
+        lab.core.create_namespaced_secret(namespace, {"metadata": opted_in, "stringData": {"apiKey": api.key}})  # type: ignore[arg-type]
+    except ApiException as error:
+        if error.status != 409:  # a second deployment in the namespace shares the Secret
+            raise
     create(lab, small_manifest(name, namespace, api, **changes))
 
     def router() -> str | None:

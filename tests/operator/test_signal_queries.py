@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from crossover.adapters.prometheus_metrics import families, reading
 from crossover.adapters.signals import POD_INPUT, POD_OUTPUT, POD_QUEUE_FLOOR, pod_rates
 from crossover.api.v1alpha1 import EngineKind
@@ -39,3 +41,15 @@ def test_capacity_samples_come_only_from_pods_queued_throughout_the_window() -> 
     }
     assert [p.pod for p in pod_rates(values)] == ["a", "b"]
     assert reading(values, EngineKind.VLLM, "30s").capacity_samples == ((Decimal(3000), Decimal(1800)),)
+
+
+@pytest.mark.parametrize(("rate_window", "sample_window"), [("120s", "60s"), ("6s", "3s"), ("3s", "2s")])
+def test_capacity_samples_are_judged_over_half_the_rate_window(rate_window: str, sample_window: str) -> None:
+    # an under-declared fleet queues only until the saturation guard adds a replica: a whole rate window of
+    # queueing rarely happens, so the pod terms look at half of it (the demand terms keep the whole window)
+    terms = {t.key: t.expr for t in families(rate_window, 3600)["pods"]}
+    assert terms, "no per-pod terms"
+    for expr in terms.values():
+        assert f"[{sample_window}]" in expr and f"[{rate_window}]" not in expr, expr
+    demand = {t.key: t.expr for t in families(rate_window, 3600)["demand"]}
+    assert f"[{rate_window}]" in demand["router.rate"]

@@ -2,8 +2,11 @@
 
 Signals per InferenceDeployment: GPU utilisation (dcgm-exporter), requests waiting and whether that queue grows,
 KV cache usage, TTFT p95. Per engine pod: prompt and generation token rates and the fewest requests waiting during
-the rate window. A pod that had requests waiting the whole window was at its limit, so its token rates are what it
-can do at that mix: those are the capacity samples crossover learns from (costpolicy.calibration).
+the sample window (half the rate window, at least 2 s). A pod that had requests waiting the whole sample window was
+at its limit, so its token rates then are what it can do at that mix: those are the capacity samples crossover
+learns from (costpolicy.calibration). The sample window is shorter than the rate window because an under-declared
+fleet is saturated only until the saturation guard adds a replica: a whole rate window of queueing rarely happens,
+and a fleet that never saturates would never learn.
 
 Metric names per engine (checked against each project's sources): vLLM `vllm:num_requests_waiting`,
 `vllm:kv_cache_usage_perc` (before 0.9.2 `vllm:gpu_cache_usage_perc`; both are read, either may exist),
@@ -110,12 +113,19 @@ def queries(
             f"(rate({engine(names_regex(lambda n: n.ttft_bucket))}[{window}])))"
         ),
     }
+    sample = sample_window(window)
     per_pod = {
-        POD_INPUT: f"sum by ({by}, {POD_LABEL}) (rate({engine(prompt_names)}[{window}]))",
-        POD_OUTPUT: f"sum by ({by}, {POD_LABEL}) (rate({engine(generation_names)}[{window}]))",
-        POD_QUEUE_FLOOR: f"sum by ({by}, {POD_LABEL}) (min_over_time({waiting}[{window}]))",
+        POD_INPUT: f"sum by ({by}, {POD_LABEL}) (rate({engine(prompt_names)}[{sample}]))",
+        POD_OUTPUT: f"sum by ({by}, {POD_LABEL}) (rate({engine(generation_names)}[{sample}]))",
+        POD_QUEUE_FLOOR: f"sum by ({by}, {POD_LABEL}) (min_over_time({waiting}[{sample}]))",
     }
     return Queries(signals, per_pod)
+
+
+def sample_window(window: str) -> str:
+    """Half the rate window (`"120s"` -> `"60s"`), at least 2 s: the window a capacity sample is judged over."""
+    seconds = int(window.removesuffix("s"))
+    return f"{max(2, seconds // 2)}s"
 
 
 def signals_from(values: Mapping[str, Decimal]) -> dict[str, Decimal]:

@@ -1,0 +1,89 @@
+"""Live signals in the lab (issue 13's end-to-end cases): a saturating burst spills before any cold start completes;
+a TTFT SLO pulls a replica in that the token arithmetic would not."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import requests
+
+from tests.fixtures.lab import Lab, Release
+from tests.lab.support import eventually
+from tests.lab.test_operator_scaling import HostedAPI, Load, deploy, engine_replicas, hosted_api, status
+
+pytestmark = pytest.mark.lab
+__all__ = ["hosted_api"]  # the session fixture, imported so pytest finds it here
+
+# the engines' hardware (test_operator_scaling's LAB_HARDWARE): 8,000 prefill and 800 decode tok/s, 3 s cold
+# start; at most 8 sequences at once, the rest queue
+HARDWARE = {"lab.crossover.dev/max-batch": "8"}
+
+
+def router_requests(chat_url: str) -> dict[str, float]:
+    """The router's own request counters, by backend (outcome ok only)."""
+    text = requests.get(chat_url.rsplit("/v1", 1)[0] + "/metrics", timeout=5).text
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("crossover_router_requests_total{") and 'outcome="ok"' in line:
+            backend = line.split('backend="', 1)[1].split('"', 1)[0]
+            found[backend] = found.get(backend, 0.0) + float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def ready_engines(lab: Lab, namespace: str, name: str) -> int:
+    return int((status(lab, namespace, name).get("replicas") or {}).get("ready") or 0)
+
+
+def test_a_saturating_burst_spills_before_any_cold_start_completes(
+    lab: Lab, crossover_release: Release, hosted_api: HostedAPI, namespace: str
+) -> None:
+    # one warm replica, new ones take 30 s to load; a burst of 24 req/s is 3.6x what it can serve
+    hardware = {**HARDWARE, "lab.crossover.dev/cold-start-seconds": "30"}
+    url = deploy(lab, namespace, hosted_api, "burst", hardware=hardware, min_replicas=1, max_replicas=4)
+    eventually(lambda: ready_engines(lab, namespace, "burst") >= 1, timeout=120)
+    before = router_requests(url).get("api", 0.0)
+    load = Load(url, rate_per_second=24).start()
+    try:
+
+        def spilled_while_warming() -> dict[str, Any] | None:
+            shown = status(lab, namespace, "burst")
+            assert ready_engines(lab, namespace, "burst") == 1, ("a cold start completed first", shown)
+            sent = router_requests(url).get("api", 0.0) - before
+            fired = (shown.get("signals") or {}).get("saturatedBy") or []
+            return shown if sent > 0 and fired and Decimal(shown["lastDecision"]["spillFraction"]) > 0 else None
+
+        shown = eventually(spilled_while_warming, timeout=25, interval=0.5)
+        assert shown["replicas"]["desired"] > 1  # and the cost comparison asked for more replicas meanwhile
+        print(f"\nsaturated by {shown['signals']['saturatedBy']}: spill {shown['lastDecision']['spillFraction']}")
+    finally:
+        load.stop()
+    assert load.failed == 0, load.outcomes
+
+
+def test_ttft_slo_pulls_a_replica_in(
+    lab: Lab, crossover_release: Release, hosted_api: HostedAPI, namespace: str
+) -> None:
+    # 3 req/s x (200 in + 100 out) is 0.45 of one replica's GPU time: one replica by the arithmetic (the deployment
+    # without an SLO stays there), but its first tokens take about 50 ms; a 30 ms SLO asks for more
+    with_slo = deploy(lab, namespace, hosted_api, "slo", hardware=HARDWARE, slo={"ttftP95Seconds": "0.03"})
+    plain = deploy(lab, namespace, hosted_api, "plain", hardware=HARDWARE)
+    loads = [Load(with_slo, rate_per_second=3).start(), Load(plain, rate_per_second=3).start()]
+    try:
+        fired = eventually(
+            lambda: (
+                "ttftP95Seconds" in ((status(lab, namespace, "slo").get("signals") or {}).get("saturatedBy") or [])
+                and status(lab, namespace, "slo")
+            ),
+            timeout=120,
+            interval=0.5,
+        )
+        assert Decimal(fired["signals"]["ttftP95Seconds"]) > Decimal("0.03")
+        eventually(lambda: engine_replicas(lab, namespace, "slo") >= 2, timeout=60)
+        assert engine_replicas(lab, namespace, "plain") == 1, status(lab, namespace, "plain")["lastDecision"]
+        assert not (status(lab, namespace, "plain").get("signals") or {}).get("saturatedBy")
+    finally:
+        for load in loads:
+            load.stop()
+    assert all(load.failed == 0 for load in loads), [load.outcomes for load in loads]
