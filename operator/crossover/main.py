@@ -22,6 +22,7 @@ from crossover.adapters.kubernetes_cluster import KubernetesCluster
 from crossover.adapters.prometheus_metrics import PrometheusMetrics
 from crossover.adapters.watched_cluster import (
     AppliedChildren,
+    SecretChecks,
     WatchedCluster,
     deployment_view,
     pod_view,
@@ -89,6 +90,7 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
     # the resourceVersion of the body it was computed from (see status_to_use)
     state: dict[str, Any] = {"locks": {}, "latest": {}, "guard": threading.Lock(), "reconciles": 0}
     applied = AppliedChildren(resync_seconds=RESYNC_INTERVALS * cfg.interval_seconds)
+    secrets = SecretChecks()
     heartbeat = timedelta(seconds=HEARTBEAT_INTERVALS * cfg.interval_seconds)
     watchdog = Watchdog(cfg.stuck_after_seconds)
 
@@ -189,6 +191,7 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
                 indexes["crossover_deployments"],
                 indexes["engine_pods"],
                 indexes["autoscalers"],
+                secrets,
             )
             try:
                 outcome = reconcile_or_degrade(

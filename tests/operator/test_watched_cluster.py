@@ -12,12 +12,13 @@ from crossover.adapters.watched_cluster import (
     AppliedChildren,
     DeploymentView,
     PodView,
+    SecretChecks,
     WatchedCluster,
     deployment_view,
     pod_view,
 )
 from crossover.main import _unchanged
-from crossover.reconcile.ports import EngineState
+from crossover.reconcile.ports import EngineState, SecretCheck
 
 
 class Writer:
@@ -207,3 +208,52 @@ def test_a_status_that_changed_only_its_decision_time_is_not_written(
     new: dict[str, Any], old: dict[str, Any], unchanged: bool
 ) -> None:
     assert _unchanged(new, old, HEARTBEAT) is unchanged
+
+
+@pytest.mark.parametrize(
+    "answer", [SecretCheck.READY, SecretCheck.NOT_OPTED_IN, SecretCheck.NOT_FOUND, SecretCheck.KEY_MISSING]
+)
+def test_a_secret_is_read_once_per_ttl_whatever_the_number_of_resources_naming_it(answer: SecretCheck) -> None:
+    now = [0.0]
+    asked: list[tuple[str, str, str]] = []
+
+    class SecretWriter(Writer):
+        def check_secret(self, namespace: str, name: str, key: str) -> SecretCheck:
+            asked.append((namespace, name, key))
+            return answer
+
+    checks = SecretChecks(ttl_seconds=60, clock=lambda: now[0])
+    views = [WatchedCluster(SecretWriter(), AppliedChildren(60), {}, {}, {}, checks) for _ in range(3)]
+    assert views[0].check_secret("ns", "provider", "apiKey") is answer
+    now[0] = 59.0
+    assert views[1].check_secret("ns", "provider", "apiKey") is answer  # another resource, same Secret
+    assert views[1].check_secret("ns", "other", "apiKey") is answer  # another Secret is its own entry
+    assert asked == [("ns", "provider", "apiKey"), ("ns", "other", "apiKey")]
+    now[0] = 60.0
+    assert views[2].check_secret("ns", "provider", "apiKey") is answer
+    assert len(asked) == 3
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (SecretCheck.READY, SecretCheck.NOT_OPTED_IN),  # revoked: the label removed
+        (SecretCheck.NOT_OPTED_IN, SecretCheck.READY),  # fixed: the label added
+    ],
+)
+def test_a_secret_that_changes_is_noticed_within_the_ttl(before: SecretCheck, after: SecretCheck) -> None:
+    now = [0.0]
+    state = [before]
+
+    class SecretWriter(Writer):
+        def check_secret(self, namespace: str, name: str, key: str) -> SecretCheck:
+            return state[0]
+
+    checks = SecretChecks(ttl_seconds=60, clock=lambda: now[0])
+    view = WatchedCluster(SecretWriter(), AppliedChildren(60), {}, {}, {}, checks)
+    assert view.check_secret("ns", "p", "k") is before
+    state[0] = after
+    now[0] = 30.0
+    assert view.check_secret("ns", "p", "k") is before  # believed for the TTL
+    now[0] = 60.0
+    assert view.check_secret("ns", "p", "k") is after
