@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     from crossover.main import build_registry
+    from crossover.memory import keep_trimmed
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -128,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("standalone: no peering configured, this operator is the only one (--peering NAME for replicas)")
     else:
         _check_peering(peering, args.namespace)
+    keep_trimmed()
     kopf.run(
         registry=build_registry(cfg),
         clusterwide=not args.namespace,

@@ -1,0 +1,57 @@
+"""Give freed heap back to the operating system: the operator's RSS is its working set, not its high-water mark.
+
+Why: at 1,000 InferenceDeployments the operator's live Python objects come to under 100 MiB (tracemalloc), yet its
+RSS stayed above 400 MiB. The first pass over every resource (kopf starts a handler per object at once, each with its
+body, its status and an API response) raises the heap, and glibc keeps freed chunks in its arenas instead of
+returning them. `malloc_trim(0)` hands the free pages back; it is glibc-only and cheap (milliseconds), so a daemon
+thread calls it every minute. Elsewhere (musl, macOS) it is a no-op.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+TRIM_INTERVAL_SECONDS = 60.0
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return trim
+
+
+def trim_now() -> bool:
+    """Return freed heap to the OS once; False where the C library cannot."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+def keep_trimmed(interval_seconds: float = TRIM_INTERVAL_SECONDS) -> threading.Thread | None:
+    """Start the daemon thread that trims every `interval_seconds`; None where the C library cannot."""
+    trim = _malloc_trim()
+    if trim is None:
+        log.info("malloc_trim is not available: the heap is left to the C library")
+        return None
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval_seconds):
+            trim(0)
+
+    thread = threading.Thread(target=loop, name="malloc-trim", daemon=True)
+    thread.start()
+    return thread
