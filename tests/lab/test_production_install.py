@@ -254,6 +254,20 @@ def test_a_production_style_install_schedules_discovers_and_charts(
             raise AssertionError(f"panels without data: {missing}") from None
         annotation = board["annotations"]["list"][0]["expr"]
         query(lab, substitute(annotation))  # valid PromQL (data only once the operator scaled)
+
+        # what `kubectl get infd` shows a user: the printer columns, GPU utilisation and the month's saving included
+        table = subprocess.run(
+            [str(lab.bins["kubectl"]), "--kubeconfig", str(lab.kubeconfig), "get", "infd", "-n", namespace],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        header, row = table.splitlines()[:2]
+        for column in ("DESIRED", "READY", "SPILL", "SELF $/MTOK", "API $/MTOK", "SAVED", "GPU-UTIL", "REASON"):
+            assert column in header, table
+        gpu = header.index("GPU-UTIL")  # headers hold spaces: find the column by position
+        assert 0 <= float(row[gpu:].split()[0]) <= 100, table  # known (not <none>); light load: near idle GPUs
+        print("\n$ kubectl get infd\n" + table)
     finally:
         load.stop()
     assert load.failed == 0, load.outcomes
