@@ -8,13 +8,8 @@ period let it finish what it holds.
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
-import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,33 +17,16 @@ import requests
 
 from crossover.contracts import COMPONENT_LABEL, INSTANCE_LABEL, Component
 from crossover_lab.config import local_address
-from tests.fixtures.lab import Lab, Release
+from tests.fixtures.lab import HostedAPI, Lab, Release
 from tests.lab.support import GROUP, PLURAL, VERSION, create, eventually
 from tests.lab.test_operator_scaling import Load
 
 pytestmark = pytest.mark.lab
 
-API_PORT = 29113
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
-@pytest.fixture
-def api_key() -> Iterator[str]:
-    key = secrets.token_urlsafe(16)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "crossover.cli", "emulate", "api", "--host", "127.0.0.1", "--port", str(API_PORT)],
-        env={**os.environ, "CROSSOVER_EMULATOR_API_KEY": key},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield key
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def manifest(namespace: str) -> dict[str, Any]:
+def manifest(namespace: str, api: HostedAPI) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "InferenceDeployment",
@@ -69,7 +47,7 @@ def manifest(namespace: str) -> dict[str, Any]:
             "replicas": {"min": 0, "max": 3, "pinned": 3},
             "selfHosted": {"pricing": {"rented": {"pricePerGPUHour": "2.50"}}},
             "api": {
-                "baseURL": f"http://127.0.0.1:{API_PORT}/v1",
+                "baseURL": api.base_url,
                 "model": "hosted-small",
                 "credentialsSecretRef": {"name": "provider", "key": "apiKey"},
                 "pricing": {"inputPerMillion": "3.00", "outputPerMillion": "15.00"},
@@ -90,10 +68,12 @@ def pods(lab: Lab, namespace: str, component: Component) -> list[Any]:
 
 
 def test_scaling_3_to_1_under_load_removes_the_idle_pods_and_fails_nothing(
-    lab: Lab, crossover_release: Release, namespace: str, api_key: str
+    lab: Lab, crossover_release: Release, namespace: str, hosted_api: HostedAPI
 ) -> None:
-    lab.core.create_namespaced_secret(namespace, {"metadata": {"name": "provider"}, "stringData": {"apiKey": api_key}})  # type: ignore[arg-type]
-    create(lab, manifest(namespace))
+    lab.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "provider"}, "stringData": {"apiKey": hosted_api.key}}
+    )  # type: ignore[arg-type]
+    create(lab, manifest(namespace, hosted_api))
     engines = eventually(
         lambda: (
             (found := [p for p in pods(lab, namespace, Component.ENGINE) if ready(p)]) and len(found) == 3 and found

@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fixtures.lab import Lab, Release
+from tests.fixtures.lab import HostedAPI, Lab, Release
 from tests.lab.support import eventually
-from tests.lab.test_operator_scaling import HostedAPI, Load, deploy, engine_replicas, hosted_api, status
+from tests.lab.test_operator_scaling import Load, deploy, engine_replicas, status
 
 pytestmark = pytest.mark.lab
-__all__ = ["hosted_api"]  # the session fixture, imported so pytest finds it here
 
 # the engines' hardware (test_operator_scaling's LAB_HARDWARE): 8,000 prefill and 800 decode tok/s, 3 s cold
 # start; at most 8 sequences at once, the rest queue

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +13,6 @@ import pytest
 import requests
 from kubernetes.client.exceptions import ApiException
 
-from crossover.commands.emulate import ENV_EMULATOR_API_KEY
 from crossover.contracts import (
     API_CREDENTIALS_LABEL,
     API_VERSION,
@@ -37,50 +31,17 @@ from crossover.contracts import (
 from crossover_lab import processes
 from crossover_lab import prometheus as lab_prometheus
 from crossover_lab.config import local_address
-from tests.fixtures.lab import Lab, Release
+from tests.fixtures.lab import HostedAPI, Lab, Release
 from tests.lab.support import condition, create, eventually, get
 
 pytestmark = pytest.mark.lab
 
-API_PORT = 29111
 # the lab's engines as fast as these tests declare them (the default hardware is an H100 with a 90 s cold start)
 LAB_HARDWARE = {
     "lab.crossover.dev/prefill-tps": "8000",
     "lab.crossover.dev/decode-tps": "800",
     "lab.crossover.dev/cold-start-seconds": "3",
 }
-
-
-@dataclass(frozen=True)
-class HostedAPI:
-    base_url: str
-    key: str
-
-
-@pytest.fixture(scope="session")
-def hosted_api(lab: Lab) -> Iterator[HostedAPI]:
-    """The hosted-API emulator as its own process, as the provider would be."""
-    key = secrets.token_urlsafe(16)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "crossover.cli", "emulate", "api", "--host", "127.0.0.1", "--port", str(API_PORT)],
-        env={**os.environ, ENV_EMULATOR_API_KEY: key},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{API_PORT}/v1"
-
-    def up() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{API_PORT}/health", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    eventually(up, timeout=20)
-    try:
-        yield HostedAPI(base, key)
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def small_manifest(name: str, namespace: str, api: HostedAPI, **changes: Any) -> dict[str, Any]:

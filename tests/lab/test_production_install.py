@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from crossover.contracts import API_CREDENTIALS_LABEL, COMPONENT_LABEL, INSTANCE
 from crossover_lab import monitoring_crds
 from crossover_lab.config import local_address
 from crossover_lab.emulators.gpu import GPU_PRODUCT_LABEL
-from tests.fixtures.lab import CHART, OPERATOR_NAMESPACE, Lab, helm
+from tests.fixtures.lab import CHART, OPERATOR_NAMESPACE, HostedAPI, Lab, helm
 from tests.lab.support import condition, create, eventually, get
 from tests.lab.test_operator_scaling import Load
 
@@ -36,32 +35,7 @@ pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "templates" / "tainted-gpu-pool.yaml"
-API_PORT = 29112
 TAINT = {"key": "dedicated", "value": "llm-inference", "effect": "NoSchedule"}
-
-
-@pytest.fixture
-def hosted_api() -> Iterator[tuple[str, str]]:
-    key = secrets.token_urlsafe(16)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "crossover.cli", "emulate", "api", "--host", "127.0.0.1", "--port", str(API_PORT)],
-        env={**os.environ, "CROSSOVER_EMULATOR_API_KEY": key},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def up() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{API_PORT}/health", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    eventually(up, timeout=20)
-    try:
-        yield f"http://127.0.0.1:{API_PORT}/v1", key
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture
@@ -141,10 +115,10 @@ def query(lab: Lab, promql: str) -> list[dict[str, Any]]:
 
 
 def test_a_production_style_install_schedules_discovers_and_charts(
-    lab: Lab, namespace: str, hosted_api: tuple[str, str], tainted_pool: tuple[str, list[str]], tmp_path: Path
+    lab: Lab, namespace: str, hosted_api: HostedAPI, tainted_pool: tuple[str, list[str]], tmp_path: Path
 ) -> None:
     product, pool = tainted_pool
-    api_url, api_key = hosted_api
+    api_url, api_key = hosted_api.base_url, hosted_api.key
     # the real prometheus-operator CRDs (the lab installs them; idempotent), then the chart with both monitors' API
     assert set(monitoring_crds.install(lab.api)) == {
         "podmonitors.monitoring.coreos.com",
