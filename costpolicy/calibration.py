@@ -25,7 +25,11 @@ from decimal import Decimal
 from costpolicy.money import ONE, ZERO
 from costpolicy.spec import Calibration, Capacity
 
-MIN_SAMPLES = 5  # windows at the limit before the observed capacity is used
+# Readings at the limit before the observed capacity is used. Each is a whole sample window at the limit, one per
+# Prometheus reading; an under-declared fleet stays at its limit only between the saturation guard's spill and the
+# next scale-down, a few readings each time, so asking for many more would leave it planning on the wrong figure
+# (and flapping) for minutes. Three agreeing windows are enough to trust a figure measured at the mix served.
+MIN_SAMPLES = 3
 MAX_SAMPLES = 20  # the most recent ones are kept (in status, so a restart keeps them)
 MIN_MIX_SPREAD = Decimal("0.05")  # below this normalised determinant the mixes cannot separate the phases
 COLD_START_PERCENTILE = Decimal("0.9")
@@ -50,14 +54,17 @@ class Observed:
 
 
 def record(
-    samples: Sequence[CapacitySample], rates: Sequence[tuple[Decimal, Decimal]], now: datetime
+    samples: Sequence[CapacitySample], rates: Sequence[tuple[Decimal, Decimal]], at: datetime
 ) -> tuple[CapacitySample, ...]:
-    """Add this reading's saturated replicas (their mean, one sample per reading) and keep the newest."""
+    """Add this reading's saturated replicas (their mean) and keep the newest.
+
+    `at` is when the metrics were read; one sample per reading, so a reading seen by two reconciles (an event-driven
+    one between two timer ticks) is not learned twice, which would let one window count as several."""
     usable = [(i, o) for i, o in rates if i >= 0 and o >= 0 and i + o > 0]
-    if not usable:
+    if not usable or (samples and samples[-1].at >= at):
         return tuple(samples)
     n = Decimal(len(usable))
-    sample = CapacitySample(now, sum((i for i, _ in usable), ZERO) / n, sum((o for _, o in usable), ZERO) / n)
+    sample = CapacitySample(at, sum((i for i, _ in usable), ZERO) / n, sum((o for _, o in usable), ZERO) / n)
     return (*samples, sample)[-MAX_SAMPLES:]
 
 

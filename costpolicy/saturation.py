@@ -1,12 +1,14 @@
 """The saturation guard: when the engines say they are full, believe them over the token arithmetic.
 
-Any of these means the fleet is saturated whatever the capacity model says: a queue that keeps growing over the
-rate window, the KV cache nearly full (new requests wait for room), or TTFT p95 above the SLO when one is set.
-Saturated, the demand decide() plans for is raised so that the replicas now ready are exactly full at the target
-utilisation plus one replica's worth more: the spill computed against the ready replicas sends that overflow to the
-API at once, and the cost comparison weighs one more replica against spilling it. Signals that are unknown fire
-nothing (unknown is never a reason to act).
-"""
+Any of these means the fleet is saturated whatever the capacity model says: a queue that keeps growing over the rate
+window on engines every one of which had requests waiting throughout the sample window (a request that arrived just
+before a scrape is "waiting" for a moment, and a burst that leaves one for a second "grows" by `deriv`; an engine
+whose queue empties now and then, or a fleet whose router could still send to an engine with room, is keeping up),
+the KV cache nearly full (new requests
+wait for room), or TTFT p95 above the SLO when one is set. Saturated, the demand decide() plans for is raised so
+that the replicas now ready are exactly full at the target utilisation plus one replica's worth more: the spill
+computed against the ready replicas sends that overflow to the API at once, and the cost comparison weighs one more
+replica against spilling it. Signals that are unknown fire nothing (unknown is never a reason to act)."""
 
 from __future__ import annotations
 
@@ -22,8 +24,11 @@ from costpolicy.spec import Capacity
 KV_CACHE_SATURATED = Decimal("0.95")  # fraction of the KV cache in use above which requests wait for room
 QUEUE_GROWTH_SATURATED = Decimal("0.05")  # requests/s the queue grows by, sustained over the rate window
 
+# the signals' names, as the operator's Prometheus round and status.signals carry them (one owner: here)
+GPU_UTILIZATION = "gpuUtilization"
 REQUESTS_WAITING = "requestsWaiting"
 QUEUE_GROWTH = "requestsWaitingGrowthPerSecond"
+QUEUED_ENGINES = "enginesQueuedThroughout"  # engine pods whose queue never emptied during the sample window
 KV_CACHE_USAGE = "kvCacheUsage"
 TTFT_P95 = "ttftP95Seconds"
 
@@ -38,11 +43,13 @@ class Saturation:
         return bool(self.fired)
 
 
-def check(signals: Mapping[str, Decimal], ttft_slo_seconds: Decimal | None) -> Saturation:
+def check(signals: Mapping[str, Decimal], ttft_slo_seconds: Decimal | None, ready: int) -> Saturation:
+    """Which signals say the `ready` engines are full."""
     fired: list[str] = []
     notes: list[str] = []
-    waiting, growth = signals.get(REQUESTS_WAITING), signals.get(QUEUE_GROWTH)
-    if waiting is not None and growth is not None and waiting > 0 and growth > QUEUE_GROWTH_SATURATED:
+    waiting, growth, queued = signals.get(REQUESTS_WAITING), signals.get(QUEUE_GROWTH), signals.get(QUEUED_ENGINES)
+    everywhere = queued is not None and queued >= max(1, ready)
+    if waiting is not None and growth is not None and waiting > 0 and growth > QUEUE_GROWTH_SATURATED and everywhere:
         fired.append(QUEUE_GROWTH)
         notes.append(f"queue growing ({waiting} waiting, +{growth.quantize(Decimal('0.01'))}/s)")
     kv = signals.get(KV_CACHE_USAGE)

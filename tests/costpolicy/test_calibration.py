@@ -100,6 +100,9 @@ def test_record_keeps_one_sample_per_reading_newest_last_and_bounded() -> None:
     assert kept[-1].at == T0 + timedelta(seconds=calibration.MAX_SAMPLES + 4)
     assert (kept[-1].input_tps, kept[-1].output_tps) == (D(200), D(20))
     assert record(kept, [], T0) == kept  # no replica at its limit: nothing learned
+    at = kept[-1].at
+    assert record(kept, [(D(1), D(1))], at) == kept  # the same reading again (a second reconcile): not learned twice
+    assert record(kept, [(D(1), D(1))], at - timedelta(seconds=1)) == kept  # nor an older one
 
 
 @pytest.mark.parametrize(
@@ -110,35 +113,45 @@ def test_cold_start_is_a_high_percentile_of_recent_starts(starts: list[Decimal],
     assert observed_cold_start(starts) == expected
 
 
+def queue(waiting: int, growth: str, queued: int | None) -> dict[str, Decimal]:
+    """Queue signals: requests waiting, their growth per second, engines queued throughout (None: unknown)."""
+    found = {"requestsWaiting": D(waiting), "requestsWaitingGrowthPerSecond": D(growth)}
+    return found if queued is None else {**found, "enginesQueuedThroughout": D(queued)}
+
+
+GROWING = ("requestsWaitingGrowthPerSecond",)
+
+
 @pytest.mark.parametrize(
-    ("signals", "slo", "fired"),
+    ("signals", "slo", "ready", "fired"),
     [
-        ({}, D(1), ()),
-        (
-            {"requestsWaiting": D(12), "requestsWaitingGrowthPerSecond": D("0.5")},
-            None,
-            ("requestsWaitingGrowthPerSecond",),
-        ),
-        ({"requestsWaiting": D(12), "requestsWaitingGrowthPerSecond": D(0)}, None, ()),  # a steady queue
-        ({"requestsWaiting": D(0), "requestsWaitingGrowthPerSecond": D(1)}, None, ()),  # drained
-        ({"kvCacheUsage": D("0.97")}, None, ("kvCacheUsage",)),
-        ({"kvCacheUsage": D("0.5")}, None, ()),
-        ({"ttftP95Seconds": D("2.5")}, D(1), ("ttftP95Seconds",)),
-        ({"ttftP95Seconds": D("2.5")}, None, ()),  # no SLO set: TTFT alone is no verdict
-        ({"ttftP95Seconds": D("0.5")}, D(1), ()),
+        ({}, D(1), 2, ()),
+        (queue(12, "0.5", 3), None, 3, GROWING),  # every engine queued throughout, and the queue grows
+        (queue(12, "0", 3), None, 3, ()),  # a steady queue
+        (queue(0, "1", 0), None, 3, ()),  # drained
+        # a burst left a request waiting on one engine of three for a while: the router could still use the others
+        (queue(1, "0.2", 1), None, 3, ()),
+        (queue(1, "0.2", 0), None, 1, ()),  # a request that just arrived: waiting for a moment, the queue emptied
+        (queue(5, "0.2", None), None, 2, ()),  # unknown: no verdict
+        (queue(30, "2", 1), None, 1, GROWING),  # the one warm engine (others warming) is full
+        ({"kvCacheUsage": D("0.97")}, None, 2, ("kvCacheUsage",)),
+        ({"kvCacheUsage": D("0.5")}, None, 2, ()),
+        ({"ttftP95Seconds": D("2.5")}, D(1), 2, ("ttftP95Seconds",)),
+        ({"ttftP95Seconds": D("2.5")}, None, 2, ()),  # no SLO set: TTFT alone is no verdict
+        ({"ttftP95Seconds": D("0.5")}, D(1), 2, ()),
     ],
 )
 def test_saturation_names_the_signal_that_fired(
-    signals: dict[str, Decimal], slo: Decimal | None, fired: tuple[str, ...]
+    signals: dict[str, Decimal], slo: Decimal | None, ready: int, fired: tuple[str, ...]
 ) -> None:
-    assert saturation.check(signals, slo).fired == fired
+    assert saturation.check(signals, slo, ready).fired == fired
 
 
 def test_saturated_demand_fills_the_ready_replicas_plus_one() -> None:
     demand = Demand(D(1000), D(100))  # 0.08 replica-equivalents of REAL: the arithmetic says one is plenty
-    fired = saturation.check({"kvCacheUsage": D("0.99")}, None)
+    fired = saturation.check({"kvCacheUsage": D("0.99")}, None, 2)
     planned = saturation.planning_demand(demand, REAL, 2, D("0.8"), fired)
     assert busy_replicas(planned, REAL) == pytest.approx(D(3) * D("0.8"))
     assert planned.input_tps / planned.output_tps == demand.input_tps / demand.output_tps  # the mix is kept
-    calm = saturation.check({"kvCacheUsage": D("0.2")}, None)
+    calm = saturation.check({"kvCacheUsage": D("0.2")}, None, 2)
     assert saturation.planning_demand(demand, REAL, 2, D("0.8"), calm) == demand

@@ -56,6 +56,7 @@ def small_manifest(name: str, namespace: str, api: HostedAPI, **changes: Any) ->
             "capacity": {
                 "prefillTokensPerSecond": "8000",
                 "decodeTokensPerSecond": changes.pop("declared_decode", "800"),
+                **({"calibration": changes.pop("calibration")} if "calibration" in changes else {}),
             },
         },
         "replicas": {"min": changes.pop("min_replicas", 0), "max": changes.pop("max_replicas", 4)},

@@ -123,3 +123,10 @@ def test_ttft_slo_pulls_a_replica_in_and_says_which_signal_fired() -> None:
     fired = [e for o in guarded_run for e in o.events if e.reason == "Saturated"]
     assert len(fired) == 1  # on the transition, not every reconcile
     assert fired and fired[0].type == "Warning" and "ttftP95Seconds" in fired[0].message
+
+
+def test_a_reading_two_reconciles_see_is_learned_once() -> None:
+    same = MetricsReading(DEMAND, NOW, capacity_samples=(AT_LIMIT,))
+    out = loop(spec(), [same, same])[-1]  # a second reconcile before the next Prometheus round
+    assert len(out.status["capacity"]["samples"]) == 1
+    assert out.status["capacity"]["observed"]["samples"] == 1

@@ -1,12 +1,12 @@
 """The engine signals the operator acts on, as terms of the Prometheus round, and how a slice becomes values.
 
-Signals per InferenceDeployment: GPU utilisation (dcgm-exporter), requests waiting and whether that queue grows,
-KV cache usage, TTFT p95. Per engine pod: prompt and generation token rates and the fewest requests waiting during
-the sample window (half the rate window, at least 2 s). A pod that had requests waiting the whole sample window was
-at its limit, so its token rates then are what it can do at that mix: those are the capacity samples crossover
-learns from (costpolicy.calibration). The sample window is shorter than the rate window because an under-declared
-fleet is saturated only until the saturation guard adds a replica: a whole rate window of queueing rarely happens,
-and a fleet that never saturates would never learn.
+Signals per InferenceDeployment: GPU utilisation (dcgm-exporter), requests waiting, whether that queue grows and on
+how many engine pods it never emptied during the sample window, KV cache usage, TTFT p95. Per engine pod: prompt and
+generation token rates and the fewest requests waiting during the sample window (half the rate window, at least 2
+s). A pod that had requests waiting the whole sample window was at its limit, so its token rates then are what it
+can do at that mix: those are the capacity samples crossover learns from (costpolicy.calibration). The sample window
+is shorter than the rate window because an under-declared fleet is saturated only until the saturation guard adds a
+replica: a whole rate window of queueing rarely happens, and a fleet that never saturates would never learn.
 
 Metric names per engine (checked against each project's sources): vLLM `vllm:num_requests_waiting`,
 `vllm:kv_cache_usage_perc` (before 0.9.2 `vllm:gpu_cache_usage_perc`; both are read, either may exist),
@@ -26,14 +26,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from costpolicy.saturation import (
+    GPU_UTILIZATION,
+    KV_CACHE_USAGE,
+    QUEUE_GROWTH,
+    QUEUED_ENGINES,
+    REQUESTS_WAITING,
+    TTFT_P95,
+)
 from crossover.api.v1alpha1 import EngineKind
 
-GPU_UTILIZATION = "gpuUtilization"
-REQUESTS_WAITING = "requestsWaiting"
-QUEUE_GROWTH = "requestsWaitingGrowthPerSecond"
-KV_CACHE_USAGE = "kvCacheUsage"
-TTFT_P95 = "ttftP95Seconds"
-SIGNALS = (GPU_UTILIZATION, REQUESTS_WAITING, QUEUE_GROWTH, KV_CACHE_USAGE, TTFT_P95)
+SIGNALS = (GPU_UTILIZATION, REQUESTS_WAITING, QUEUE_GROWTH, QUEUED_ENGINES, KV_CACHE_USAGE, TTFT_P95)
 POD_INPUT, POD_OUTPUT, POD_QUEUE_FLOOR = "pod.rate/input", "pod.rate/output", "pod.queueFloor"
 POD_LABEL = "pod"
 DCGM_UTIL = "DCGM_FI_DEV_GPU_UTIL"
@@ -114,6 +117,8 @@ def queries(
         ),
     }
     sample = sample_window(window)
+    # engine pods whose queue never emptied in the sample window (a gauge of whole requests: 1 each, else 0)
+    signals[QUEUED_ENGINES] = f"sum by ({by}) (clamp_max(floor(min_over_time({waiting}[{sample}])), 1))"
     per_pod = {
         POD_INPUT: f"sum by ({by}, {POD_LABEL}) (rate({engine(prompt_names)}[{sample}]))",
         POD_OUTPUT: f"sum by ({by}, {POD_LABEL}) (rate({engine(generation_names)}[{sample}]))",

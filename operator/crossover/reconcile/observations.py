@@ -53,7 +53,7 @@ def observe(
     known = reading.demand is not None
     samples = _samples(previous)
     if known:
-        samples = calibration.record(samples, reading.capacity_samples, now)
+        samples = calibration.record(samples, reading.capacity_samples, reading.observed_at or now)
     observed = calibration.estimate(samples, declared)
     capacity, source = calibration.in_use(declared, observed)
 
@@ -63,7 +63,11 @@ def observe(
     start_in_use = max(declared_start, math.ceil(observed_start) if observed_start is not None else 0)
 
     cost_spec = spec.cost_spec().model_copy(update={"capacity": capacity, "cold_start_seconds": start_in_use})
-    fired = saturation.check(reading.signals, spec.slo.ttft_p95_seconds) if known else saturation.Saturation((), "")
+    fired = (
+        saturation.check(reading.signals, spec.slo.ttft_p95_seconds, engine.ready)
+        if known
+        else saturation.Saturation((), "")
+    )
     demand = reading.demand
     if demand is not None and fired.saturated and spec.policy.spill.on_saturation:
         demand = saturation.planning_demand(demand, capacity, engine.ready, spec.policy.target_utilization, fired)
