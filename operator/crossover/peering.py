@@ -2,6 +2,12 @@
 or kopf pauses silently ("peering CRD is missing") or, with the object missing, cannot see its peers at all.
 
 A single operator needs none of this: `crossover operator` runs standalone unless a peering name is given.
+
+Which replica is active is kopf's rule: the live peer with the highest priority. crossover derives the priority
+from when the replica started, earlier first (`seniority_priority`), so a replica that joins never pauses one
+already working. With random priorities, a Deployment's replacement for a lost active pod outranked the standby
+that had taken over half the time, and the shard changed hands twice (the second time after the lost pod's
+peering record expired, up to a minute later).
 """
 
 from __future__ import annotations
@@ -16,6 +22,19 @@ PEERING_VERSION = "v1"
 CLUSTER_PLURAL = "clusterkopfpeerings"
 NAMESPACED_PLURAL = "kopfpeerings"
 CRDS_HINT = "kubectl apply -f charts/crossover/crds/ (the chart installs them), or run without --peering"
+
+
+SENIORITY_HORIZON = 10**10  # seconds since the epoch (year 2286): any start before it has a positive priority
+TIE_BREAKS = 100_000  # replicas started within the same second are ordered at random among themselves
+
+
+def seniority_priority(started_at: float, tie_break: int) -> int:
+    """kopf's peering priority for a replica started at `started_at` (epoch seconds): higher for an earlier start;
+    `tie_break` in [0, TIE_BREAKS) keeps replicas started in the same second distinct (kopf runs peers of equal
+    priority side by side, with a warning). Under 2**53, so it survives JSON exactly."""
+    if not 0 <= tie_break < TIE_BREAKS:
+        raise ValueError(f"tie_break must be in [0, {TIE_BREAKS}), got {tie_break}")
+    return (SENIORITY_HORIZON - int(started_at)) * TIE_BREAKS + tie_break
 
 
 def peering_problems(api: client.ApiClient, name: str, namespaces: list[str]) -> list[str]:

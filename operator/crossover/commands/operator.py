@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import random
+import time
 from dataclasses import replace
 
 from crossover.contracts import ENV_API_BASE_URL_ALLOWLIST, ENV_PEERING
@@ -82,7 +83,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="I/N",
         help="reconcile only shard I of N: resources whose sha256(namespace/name) mod N is I (default 0/1: all)",
     )
-    parser.add_argument("--priority", type=int, help="peering priority (default: random, distinct per replica)")
+    parser.add_argument(
+        "--priority",
+        type=int,
+        help="peering priority, the highest live one is active (default: by start time, the earliest "
+        "first, so a replica that joins never takes over from one already working)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(func=run)
 
@@ -106,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     from crossover.main import build_registry
     from crossover.memory import keep_trimmed
+    from crossover.peering import TIE_BREAKS, seniority_priority
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -130,13 +137,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         _check_peering(peering, args.namespace)
     keep_trimmed()
+    tie_break = random.randrange(TIE_BREAKS)
     kopf.run(
         registry=build_registry(cfg),
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=peering is None,
         peering_name=peering,
-        priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),
+        priority=args.priority if args.priority is not None else seniority_priority(time.time(), tie_break),
         liveness_endpoint=args.liveness,
     )
     return 0
