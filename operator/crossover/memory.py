@@ -5,12 +5,18 @@ RSS stayed above 400 MiB. The first pass over every resource (kopf starts a hand
 body, its status and an API response) raises the heap, and glibc keeps freed chunks in its arenas instead of
 returning them. `malloc_trim(0)` hands the free pages back; it is glibc-only and cheap (milliseconds), so a daemon
 thread calls it every minute. Elsewhere (musl, macOS) it is a no-op.
+
+Before trimming, the thread runs a full garbage collection. With a few hundred thousand long-lived objects (kopf's
+per-object memories, the watches' bodies), Python's oldest generation is collected only rarely, and the garbage it
+holds meanwhile is not small: each closed API server connection is a reference cycle that keeps asyncio's 256 KiB
+TLS buffer alive (CPython gh-109534). A collection a minute costs tens of milliseconds at 1,000 resources.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -36,6 +42,7 @@ def trim_now() -> bool:
     trim = _malloc_trim()
     if trim is None:
         return False
+    gc.collect()
     trim(0)
     return True
 
@@ -50,6 +57,7 @@ def keep_trimmed(interval_seconds: float = TRIM_INTERVAL_SECONDS) -> threading.T
 
     def loop() -> None:
         while not stop.wait(interval_seconds):
+            gc.collect()
             trim(0)
 
     thread = threading.Thread(target=loop, name="malloc-trim", daemon=True)

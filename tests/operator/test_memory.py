@@ -54,3 +54,36 @@ def test_the_operator_keeps_a_trimming_thread() -> None:
     thread = keep_trimmed(interval_seconds=3600)
     assert thread is not None and thread.daemon and thread.is_alive()
     assert trim_now()
+
+
+CYCLES = textwrap.dedent(
+    """
+    import gc, sys
+    from pathlib import Path
+    from crossover.memory import trim_now
+
+    def rss():
+        line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS:"))
+        return int(line.split()[1]) // 1024
+
+    gc.disable()  # the oldest generation, as rarely collected as it is with many long-lived objects
+
+    class Connection:  # a closed connection: protocol and transport refer to each other, holding a TLS buffer
+        def __init__(self):
+            self.buffer = bytearray(256 * 1024)
+            self.peer = self
+
+    for _ in range(800):  # 200 MiB
+        Connection()
+    before = rss()
+    trim_now()
+    print(before, rss())
+    """
+)
+
+
+@glibc
+def test_a_trim_first_collects_the_cycles_that_hold_buffers() -> None:
+    out = subprocess.run([sys.executable, "-c", CYCLES], capture_output=True, text=True, check=True).stdout
+    before, after = (int(x) for x in out.split())
+    assert before >= 200 and after < before - 150, (before, after)
