@@ -11,7 +11,8 @@ import yaml
 from costpolicy.breakeven import break_even
 from crossover.api.v1alpha1 import InferenceDeployment
 from crossover_lab.demo.compression import compress_manifest
-from crossover_lab.demo.loadgen import read_azure_trace
+from crossover_lab.demo.loadgen import CHARS_PER_TOKEN, prompt_of, read_azure_trace
+from crossover_lab.emulators.openai_wire import PromptCache
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "llama-8b-h100-vs-haiku.yaml"
@@ -50,3 +51,12 @@ def test_azure_trace_reads_relative_times_and_can_be_cut() -> None:
     assert all(b.at >= a.at for a, b in itertools.pairwise(trace))
     first_minute = read_azure_trace(ROOT / "examples" / "traces" / "azure_llm_2023_conv.csv", max_seconds=60)
     assert 0 < len(first_minute) < 1_000 and first_minute[-1].at <= 60
+
+
+def test_replayed_prompts_share_no_prefix_so_the_api_bills_them_uncached() -> None:
+    """A trace gives sizes, not text: two requests of one size must not look like a prompt-cache hit."""
+    cache = PromptCache()
+    prompts = [prompt_of(3000, request_id) for request_id in range(3)]
+    assert all(len(p) == 3000 * CHARS_PER_TOKEN for p in prompts)
+    assert [cache.cached_tokens(p) for p in prompts] == [0, 0, 0]
+    assert cache.cached_tokens(prompts[1]) == 2944  # the same request again is a hit: the cache itself works

@@ -60,17 +60,24 @@ def read_azure_trace(path: Path, max_seconds: float | None = None) -> list[Trace
     return out
 
 
-def prompt_of(tokens: int) -> str:
-    return "abc " * tokens  # 4 characters per token
+def prompt_of(tokens: int, request_id: int = 0) -> str:
+    """A prompt of `tokens` tokens (4 characters each) that shares no prefix with another request's.
+
+    Traces carry sizes, not text, and say nothing of shared prefixes, so every prompt starts with its own id: with
+    one repeated text the hosted API's prompt cache billed nine input tokens in ten at the cached price, the API
+    looked several times cheaper than the trace's demand makes it, and a replay's live bill left the simulator's.
+    """
+    head = f"{request_id % 16**7:07x} "  # two tokens
+    return head + "abc " * (tokens - 2) if tokens >= 2 else "abc " * tokens
 
 
 async def _one(
-    session: aiohttp.ClientSession, url: str, model: str, request: TraceRequest, started: float
+    session: aiohttp.ClientSession, url: str, model: str, request: TraceRequest, started: float, request_id: int = 0
 ) -> RequestResult:
     result = RequestResult(time.monotonic() - started, request.input_tokens, request.output_tokens, 0)
     body = {
         "model": model,
-        "messages": [{"role": "user", "content": prompt_of(request.input_tokens)}],
+        "messages": [{"role": "user", "content": prompt_of(request.input_tokens, request_id)}],
         "max_tokens": request.output_tokens,
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -120,13 +127,13 @@ async def replay(
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_seconds)) as s:
         started = time.monotonic()
         tasks: list[asyncio.Task[RequestResult]] = []
-        for request in requests:
+        for request_id, request in enumerate(requests):
             if stop is not None and stop.is_set():
                 break
             delay = started + request.at / speedup - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            task = asyncio.create_task(_one(s, url, model, request, started))
+            task = asyncio.create_task(_one(s, url, model, request, started, request_id))
             if on_result is not None:
                 task.add_done_callback(lambda t: on_result(t.result()) if not t.cancelled() else None)
             tasks.append(task)
