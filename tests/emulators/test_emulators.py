@@ -119,6 +119,38 @@ async def test_vllm_overload_queues_and_throughput_saturates_at_capacity(session
         await server.close()
 
 
+async def test_vllm_counts_a_request_as_waiting_only_when_the_batch_has_no_room(session: ClientSession) -> None:
+    """vLLM admits within a step; a request with room in the batch is running, not waiting, even mid-tick."""
+    config = VLLMEmulatorConfig(model="m", decode_tokens_per_s=50.0, max_batch=1, tick_seconds=0.5)
+    server = await serve(build_vllm_app(config))
+
+    async def gauges() -> dict[str, float]:
+        async with session.get(server.make_url("/metrics")) as response:
+            text = await response.text()
+        return {
+            name: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            for name in ("vllm:num_requests_running", "vllm:num_requests_waiting")
+            if line.startswith(name + "{")
+        }
+
+    async def one() -> None:
+        body = {"model": "m", "prompt": "x", "max_tokens": 20}
+        async with session.post(server.make_url("/v1/completions"), json=body) as response:
+            await response.read()
+
+    try:
+        first = asyncio.create_task(one())
+        await asyncio.sleep(0.1)  # inside the first 0.5 s tick
+        assert await gauges() == {"vllm:num_requests_running": 1.0, "vllm:num_requests_waiting": 0.0}
+        second = asyncio.create_task(one())  # the batch of one is full: this one really waits
+        await asyncio.sleep(0.1)
+        assert await gauges() == {"vllm:num_requests_running": 1.0, "vllm:num_requests_waiting": 1.0}
+        await asyncio.gather(first, second)
+    finally:
+        await server.close()
+
+
 async def test_vllm_metrics_have_vllm_names_and_types(session: ClientSession) -> None:
     server = await serve(build_vllm_app(VLLMEmulatorConfig(model="m")))
     try:

@@ -111,7 +111,13 @@ class Engine:
                 await self._task
 
     def submit(self, sequence: Sequence) -> None:
+        """Queue a request and admit it at once if there is room: vLLM's scheduler admits within a step of a few
+        milliseconds, so `num_requests_waiting` counts requests the batch or KV cache has no room for. Admitting only
+        at the next 20 ms tick showed, in a replay compressed 72 times, a request "waiting" at most scrapes of an
+        engine 10 % busy, and the operator learned a tenth of its real capacity from those false queues."""
         self.waiting.append(sequence)
+        self._admit(time.monotonic())
+        self.metrics.running.set(len(self.running))
         self.metrics.waiting.set(len(self.waiting))
         self._wake.set()
 
