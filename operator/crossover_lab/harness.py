@@ -20,8 +20,10 @@ see config.py: the API server refuses loopback addresses in EndpointSlices, so p
 - anything else -> nothing runs, the pod is simply marked Ready.
 
 It plays the readiness probe (the container's httpGet readinessProbe, else "started"), patches the pod's Ready
-condition and stops the process, gracefully, when the pod goes. It tells Prometheus nothing: Prometheus discovers
-the pods itself, through the API server (crossover_lab.scrape). Pending pods (no free GPU) get nothing.
+condition and stops the process, gracefully, when the pod goes. kwok may give a deleted pod's IP to a new pod while
+the old process still drains there (a kubelet frees an IP only with the old sandbox): the new pod's process starts
+once the old one has stopped. It tells Prometheus nothing: Prometheus discovers the pods itself, through the API
+server (crossover_lab.scrape). Pending pods (no free GPU) get nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -142,6 +145,10 @@ class Harness:
         self._session: aiohttp.ClientSession | None = None
         self._stopping_tasks: set[asyncio.Task[None]] = set()
         self._deleted: dict[str, asyncio.Event] = {}  # pods stopping: set when their object is gone from the API
+        # local address -> the stop of the process still draining there: kwok may give a deleted pod's IP to a new
+        # pod at once, where a kubelet frees an IP only once the old sandbox is gone, so the new pod waits for it
+        self._draining: dict[str, asyncio.Task[None]] = {}
+        self._starting: set[asyncio.Task[None]] = set()
 
     # ---- watching ------------------------------------------------------------------------------------------
 
@@ -187,7 +194,8 @@ class Harness:
                         log.exception("handling %s of a pod failed", kind)
                 await self._reap()
         finally:
-            await asyncio.gather(*(self._stop(p) for p in list(self._pods.values())), *self._stopping_tasks)
+            stops = [self._stop(p) for p in list(self._pods.values())]
+            await asyncio.gather(*stops, *self._stopping_tasks, *self._starting)
             self._write_assignments()
             await self._session.close()
 
@@ -211,6 +219,8 @@ class Harness:
                 stopping = asyncio.create_task(self._stop(proc))
                 self._stopping_tasks.add(stopping)
                 stopping.add_done_callback(self._stopping_tasks.discard)
+                self._draining[proc.local] = stopping
+                stopping.add_done_callback(functools.partial(self._drained, proc.local))
                 self._write_assignments()
             return
         if key in self._pods or status.get("phase") != "Running" or not status.get("podIP"):
@@ -232,6 +242,32 @@ class Harness:
             ),
         )
         self._pods[key] = proc
+        previous = self._draining.get(proc.local)
+        if previous is None:
+            await self._start(proc, pod, container)
+            return
+        log.info("pod %s/%s waits for the process still draining on %s", proc.namespace, proc.name, proc.local)
+        starting = asyncio.create_task(self._start_after(previous, proc, pod, container))
+        self._starting.add(starting)
+        starting.add_done_callback(self._starting.discard)
+
+    def _drained(self, local: str, stopping: asyncio.Task[None]) -> None:
+        if self._draining.get(local) is stopping:
+            del self._draining[local]
+
+    async def _start_after(
+        self, previous: asyncio.Task[None], proc: PodProcess, pod: dict[str, Any], container: dict[str, Any]
+    ) -> None:
+        """Start a pod once the process that held its address has stopped, unless the pod went meanwhile."""
+        await asyncio.wait({previous})
+        if self._pods.get(proc.uid) is not proc or self._stopping.is_set():
+            return
+        try:
+            await self._start(proc, pod, container)
+        except Exception:
+            log.exception("starting pod %s/%s failed", proc.namespace, proc.name)
+
+    async def _start(self, proc: PodProcess, pod: dict[str, Any], container: dict[str, Any]) -> None:
         if proc.kind == "vllm":
             await self._start_vllm(proc, pod, container)
         elif proc.kind == "dcgm":
