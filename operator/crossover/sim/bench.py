@@ -21,6 +21,7 @@ from crossover.sim.traces import Trace, load_trace
 Progress = Callable[[str], None]
 VOLUMES = (Decimal("0.5"), Decimal(2), Decimal(8))  # multiples of the first replica's break-even
 NON_CLAIRVOYANT = ("cost-aware", "api-only", "static-peak", "hpa-util", "hpa-util-spill")
+GOAL_RATIO = Decimal("1.05")  # issue 15's goal (it was 1.10)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Case:
         aware = self.results["cost-aware"].effective(self.spec)
         others = [self.results[p].effective(self.spec) for p in NON_CLAIRVOYANT if p != "cost-aware"]
         return (
-            self.ratio("cost-aware") <= Decimal("1.10")
+            self.ratio("cost-aware") <= GOAL_RATIO
             and all(aware <= other for other in others)
             and self.results["cost-aware"].late_fraction < 0.001
         )
@@ -112,9 +113,9 @@ def render(cases: list[Case]) -> str:
     goal_rows = [c for c in cases if c.trivial is None]
     met = sum(c.goal_met for c in goal_rows)
     lines += [
-        f"**Goal** (cost-aware ≤ 1.10× optimum, cheaper than every other non-clairvoyant policy, < 0.1 % late) on "
-        f"the {len(goal_rows)} cases where the optimum is neither trivially all-API nor a constant self-hosted fleet: "
-        f"met in {met}.",
+        f"**Goal** (cost-aware ≤ {GOAL_RATIO}× optimum, cheaper than every other non-clairvoyant policy, < 0.1 % "
+        f"late) on the {len(goal_rows)} cases where the optimum is neither trivially all-API nor a constant "
+        f"self-hosted fleet: met in {met}.",
         "",
         "| manifest | trace | volume | mean tok/s | policy | cost | vs opt | late | scale events |",
         "|---|---|---|---:|---|---:|---:|---:|---:|",
