@@ -8,7 +8,7 @@ resource: what is measured is the operator, its API calls and its Prometheus que
 Measured over the window that starts once every resource was reconciled once:
 - reconciles/s and p50/p95/p99 reconcile latency, from the operator's own histogram (scraped by the lab's Prometheus);
 - operator CPU in cores, averaged over the window, from /proc (utime + stime of every operator process);
-- operator RSS at the end of the window, from /proc;
+- operator RSS at the end of the window and its peak since the operator started (VmRSS, VmHWM), from /proc;
 - PromQL queries per round: Prometheus' own `prometheus_http_requests_total{handler=~"/api/v1/query.*"}` read from
   its /metrics (not through the query API, so reading it counts nothing) before and after, divided by the number of
   intervals in the window;
@@ -69,9 +69,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory now (VmRSS) or its high-water mark since the process started (VmHWM)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -127,12 +128,16 @@ def main() -> int:
     info = lifecycle.up(cfg)
     helm = [str(info.bins["helm"]), "--kubeconfig", str(cfg.kubeconfig)]
     extra = [item for value in args.set for item in ("--set", value)]
+    # a fresh operator every run: one left from an earlier run would be measured with its old code and its old heap
+    earlier = set(operator_pids())
+    key = f"lab.{GROUP}/bench-run".replace(".", "\\.")  # Helm --set: dots in a key are escaped
+    run = f"podAnnotations.{key}={time.time_ns()}"
     subprocess.run(
         [
             *helm, "upgrade", "--install", "crossover", str(ROOT / "charts" / "crossover"),
             "--namespace", "crossover-system", "--create-namespace",
             "--set", f"prometheus.url={cfg.prometheus_url}", "--set-json", f"reconcileIntervalSeconds={args.interval}",
-            "--set", f"router.replicas={args.router_replicas}", *extra, "--wait",
+            "--set", f"router.replicas={args.router_replicas}", "--set-string", run, *extra, "--wait",
         ],
         check=True,
     )  # fmt: skip
@@ -141,10 +146,12 @@ def main() -> int:
     with contextlib.suppress(ApiException):
         core.create_namespace(cast(Any, {"metadata": {"name": NAMESPACE}}))
     base = yaml.safe_load((ROOT / "examples" / "llama-8b-h100-vs-haiku.yaml").read_text())
-    deadline = time.monotonic() + 60
-    while not operator_pids() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 120
+    while (not operator_pids() or earlier & set(operator_pids())) and time.monotonic() < deadline:
         time.sleep(0.5)
     pids = operator_pids()
+    if earlier & set(pids):
+        raise SystemExit(f"the operator of an earlier run is still running ({sorted(earlier & set(pids))})")
     print(f"operator processes: {pids}; RSS before {sum(rss_mib(p) for p in pids):.0f} MiB")
     started = time.monotonic()
     for i in range(args.count):
@@ -180,6 +187,7 @@ def main() -> int:
     alive = [p for p in pids if Path(f"/proc/{p}").exists()]
     cpu_cores = sum(cpu_seconds(p) - cpu_before[p] for p in alive) / elapsed
     rss = sum(rss_mib(p) for p in alive)
+    rss_peak = sum(rss_mib(p, "VmHWM") for p in alive)
 
     window = f"{args.seconds}s"
     selector = 'namespace="crossover-system"'
@@ -200,7 +208,8 @@ def main() -> int:
     print(f"reconciles/s: {rate}; latency p50 {quantiles[0.5]} s, p95 {quantiles[0.95]} s, p99 {quantiles[0.99]} s")
     if rate:
         print(f"each resource reconciled every {args.count / rate:.1f} s on average (interval {args.interval} s)")
-    print(f"operator CPU {cpu_cores:.3f} cores over {elapsed:.0f} s ({len(alive)} process(es)); RSS {rss:.0f} MiB")
+    print(f"operator CPU {cpu_cores:.3f} cores over {elapsed:.0f} s ({len(alive)} process(es))")
+    print(f"operator RSS {rss:.0f} MiB, peak {rss_peak:.0f} MiB")
     print(f"PromQL queries: {queries_after - queries_before:.0f} in the window, {per_round:.1f} per round")
     print(f"reconcile errors in window: {errors or 0}")
     if profiler is not None:
@@ -223,6 +232,7 @@ def main() -> int:
                 "p50_seconds": quantiles[0.5],
                 "p99_seconds": quantiles[0.99],
                 "rss_mib": round(rss, 1),
+                "rss_peak_mib": round(rss_peak, 1),
                 "cpu_cores": round(cpu_cores, 3),
                 "prometheus_queries_per_round": round(per_round, 1),
                 "errors": errors or 0,
