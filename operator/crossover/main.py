@@ -251,14 +251,33 @@ def status_to_use(
 ) -> dict[str, Any]:
     """The object's own status, unless this process wrote a newer one the body cannot show yet.
 
-    A handler queued behind another holds the body from before the other patched status: the same
-    resourceVersion the last write was computed from, so that write is newer and wins. Any other resourceVersion
-    means the object changed since (our own patch landed, or another replica reconciled after a peering
-    failover), and the object's status is the truth: a stale cache must never replace fresher recommendations.
+    A handler queued behind another holds a body from before the other patched status: the resourceVersion the last
+    write was computed from, or an older one (kopf's change handler for a creation ran after the timer's first
+    reconcile, with the creation's body and no status, and started the history again). Our write wins then. A body
+    whose decision is as new as ours or newer shows our patch, or another replica's reconcile after a peering
+    failover: the object's status is the truth, and a stale cache must never replace fresher recommendations.
+    Decision times order the two (resourceVersions are opaque and must not be compared).
     """
-    if latest is not None and body_version is not None and latest[1] == body_version:
-        return latest[0]
+    if latest is None:
+        return body_status
+    ours, computed_from = latest
+    if body_version is not None and computed_from == body_version:
+        return ours
+    theirs_at, ours_at = _decided_at(body_status), _decided_at(ours)
+    if ours_at is not None and "lastDecision" not in body_status:
+        return ours
+    if ours_at is not None and theirs_at is not None and theirs_at < ours_at:
+        return ours
     return body_status
+
+
+def _decided_at(status: dict[str, Any]) -> datetime | None:
+    """When the status's decision was taken; None when it has none or its time cannot be read."""
+    at = (status.get("lastDecision") or {}).get("time")
+    try:
+        return datetime.fromisoformat(str(at).replace("Z", "+00:00")) if at else None
+    except ValueError:
+        return None
 
 
 def _claim(body: kopf.Body, patch: kopf.Patch, shard: Shard) -> None:

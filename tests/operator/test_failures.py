@@ -99,18 +99,30 @@ def test_an_invalid_spec_posts_one_event_not_one_per_loop():
     assert [e.reason for e in events] == ["InvalidSpec"]
 
 
-OURS = {"recommendations": [{"since": "2026-11-22T11:00:00Z", "replicas": 3}]}
-THEIRS = {"recommendations": [{"since": "2026-11-22T11:50:00Z", "replicas": 5}]}
+OURS = {
+    "lastDecision": {"time": "2026-11-22T11:10:00.500000Z"},
+    "recommendations": [{"since": "2026-11-22T11:00:00Z", "replicas": 3}],
+}
+THEIRS = {
+    "lastDecision": {"time": "2026-11-22T11:50:00.000000Z"},
+    "recommendations": [{"since": "2026-11-22T11:50:00Z", "replicas": 5}],
+}
+OLDER = {"lastDecision": {"time": "2026-11-22T11:10:00.250000Z"}, "recommendations": []}
 
 
 @pytest.mark.parametrize(
     ("body_status", "body_version", "latest", "expected"),
     [
         (THEIRS, "150", (OURS, "100"), THEIRS),  # another replica wrote since (failover and back): the object wins
-        (THEIRS, "101", (OURS, "100"), THEIRS),  # our own patch landed: the object has it
+        (OURS, "101", (OURS, "100"), OURS),  # our own patch landed: the object has it
         ({}, "100", (OURS, "100"), OURS),  # a queued handler's body from before our patch: our write is newer
+        # before: a body older than the one our write was computed from (the creation's, run by the change handler
+        # after the timer's first reconcile) replaced our status and its history started again
+        ({}, "90", (OURS, "100"), OURS),
+        (OLDER, "90", (OURS, "100"), OURS),  # its decision is older than ours
         (THEIRS, "100", None, THEIRS),  # nothing written by this process
-        (THEIRS, None, (OURS, None), THEIRS),  # no version to compare: trust the object
+        (THEIRS, None, (OURS, None), THEIRS),  # no version to compare, and the object's decision is newer
+        ({"lastDecision": {"time": "yesterday"}}, "90", (OURS, "100"), {"lastDecision": {"time": "yesterday"}}),
     ],
 )
 def test_the_object_s_status_wins_unless_our_write_is_newer(body_status, body_version, latest, expected):
