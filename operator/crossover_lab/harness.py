@@ -219,8 +219,9 @@ class Harness:
                 stopping = asyncio.create_task(self._stop(proc))
                 self._stopping_tasks.add(stopping)
                 stopping.add_done_callback(self._stopping_tasks.discard)
-                self._draining[proc.local] = stopping
-                stopping.add_done_callback(functools.partial(self._drained, proc.local))
+                if proc.process is not None and proc.process.returncode is None:  # it holds the address
+                    self._draining[proc.local] = stopping
+                    stopping.add_done_callback(functools.partial(self._drained, proc.local))
                 self._write_assignments()
             return
         if key in self._pods or status.get("phase") != "Running" or not status.get("podIP"):

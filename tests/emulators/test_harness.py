@@ -110,12 +110,12 @@ def test_a_pod_on_a_free_address_starts_at_once(harness: tuple[Harness, list[tup
     assert [name for name, _ in started] == ["new"]
 
 
-def test_a_pod_deleted_while_it_waits_for_its_address_never_starts(
+def test_a_pod_deleted_while_it_waits_for_its_address_never_starts_and_the_next_one_still_waits(
     harness: tuple[Harness, list[tuple[str, float]]],
 ) -> None:
     found, started = harness
 
-    async def scenario() -> None:
+    async def scenario() -> list[str]:
         old = PodProcess(
             namespace="crossover-system", name="old", uid="u-old", ip=POD_IP, local=local_address(POD_IP),
             kind="crossover", grace_seconds=30,
@@ -124,9 +124,15 @@ def test_a_pod_deleted_while_it_waits_for_its_address_never_starts(
         found._pods[old.uid] = old
         await found._handle("DELETED", pod("u-old", "old", deleting=True))
         await found._handle("ADDED", pod("u-new", "new"))
-        await found._handle("DELETED", pod("u-new", "new", deleting=True))
+        await found._handle("DELETED", pod("u-new", "new", deleting=True))  # it never ran: it holds no address
+        await found._handle("ADDED", pod("u-third", "third"))
+        await asyncio.sleep(0.1)
+        assert not started, "a pod started while the old process still held its address"
         await asyncio.wait_for(old.process.wait(), timeout=10)
-        await asyncio.sleep(0.2)
+        for _ in range(100):
+            if started:
+                break
+            await asyncio.sleep(0.02)
+        return [name for name, _ in started]
 
-    asyncio.run(scenario())
-    assert not started
+    assert asyncio.run(scenario()) == ["third"]
