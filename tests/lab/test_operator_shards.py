@@ -95,6 +95,10 @@ def reconciles(pod: Any) -> float:
     return 0.0
 
 
+def is_ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
 def shard_pods(lab: Lab, shard: int) -> list[Any]:
     pods = lab.core.list_namespaced_pod(OPERATOR_NAMESPACE, label_selector=f"crossover.dev/shard={shard}").items
     return [p for p in pods if p.metadata.deletion_timestamp is None and p.status.pod_ip]
@@ -164,8 +168,11 @@ def test_two_shards_split_400_resources_and_a_standby_covers_a_lost_shard(
 
     # the Deployment's replacement joins behind the standby (ranked by start time) instead of taking the shard again
     def replacement_serving() -> str | None:
+        """Ready, then answering: until the pod is Ready its address may still be answered by the old process
+        (kwok gives the deleted pod's IP to its replacement at once; the harness starts the new process, and its
+        readiness probe, only once the old one has stopped)."""
         for pod in shard_pods(lab, 0):
-            if pod.metadata.name not in standby:
+            if pod.metadata.name not in standby and is_ready(pod):
                 try:
                     reconciles(pod)
                 except requests.RequestException:
