@@ -54,6 +54,25 @@ async def draining_process() -> asyncio.subprocess.Process:
     return process
 
 
+async def draining_pod(found: Harness) -> PodProcess:
+    """Pod "old" on POD_IP, its process draining, as the harness holds a running pod."""
+    old = PodProcess(
+        namespace="crossover-system", name="old", uid="u-old", ip=POD_IP, local=local_address(POD_IP),
+        kind="crossover", grace_seconds=30,
+    )  # fmt: skip
+    old.process = await draining_process()
+    found._pods[old.uid] = old
+    return old
+
+
+async def until_started(started: list[tuple[str, float]]) -> None:
+    """Up to two seconds for a waiting pod to start, once its address is free."""
+    for _ in range(100):
+        if started:
+            return
+        await asyncio.sleep(0.02)
+
+
 @pytest.fixture
 def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Harness, list[tuple[str, float]]]:
     (tmp_path / "kubeconfig").write_text(KUBECONFIG)
@@ -77,12 +96,7 @@ def test_a_new_pod_on_a_draining_pods_address_starts_only_once_that_process_has_
     found, started = harness
 
     async def scenario() -> tuple[float, float]:
-        old = PodProcess(
-            namespace="crossover-system", name="old", uid="u-old", ip=POD_IP, local=local_address(POD_IP),
-            kind="crossover", grace_seconds=30,
-        )  # fmt: skip
-        old.process = await draining_process()
-        found._pods[old.uid] = old
+        old = await draining_pod(found)
         await found._handle("MODIFIED", pod("u-old", "old", deleting=True))
         await found._handle("DELETED", pod("u-old", "old", deleting=True))
         await found._handle("ADDED", pod("u-new", "new"))
@@ -90,10 +104,7 @@ def test_a_new_pod_on_a_draining_pods_address_starts_only_once_that_process_has_
         assert not started, "the new pod started while the old process still held its address"
         await asyncio.wait_for(old.process.wait(), timeout=10)
         exited = time.monotonic()
-        for _ in range(100):
-            if started:
-                break
-            await asyncio.sleep(0.02)
+        await until_started(started)
         return exited, started[0][1]
 
     exited, began = asyncio.run(scenario())
@@ -116,12 +127,7 @@ def test_a_pod_deleted_while_it_waits_for_its_address_never_starts_and_the_next_
     found, started = harness
 
     async def scenario() -> list[str]:
-        old = PodProcess(
-            namespace="crossover-system", name="old", uid="u-old", ip=POD_IP, local=local_address(POD_IP),
-            kind="crossover", grace_seconds=30,
-        )  # fmt: skip
-        old.process = await draining_process()
-        found._pods[old.uid] = old
+        old = await draining_pod(found)
         await found._handle("DELETED", pod("u-old", "old", deleting=True))
         await found._handle("ADDED", pod("u-new", "new"))
         await found._handle("DELETED", pod("u-new", "new", deleting=True))  # it never ran: it holds no address
@@ -129,10 +135,7 @@ def test_a_pod_deleted_while_it_waits_for_its_address_never_starts_and_the_next_
         await asyncio.sleep(0.1)
         assert not started, "a pod started while the old process still held its address"
         await asyncio.wait_for(old.process.wait(), timeout=10)
-        for _ in range(100):
-            if started:
-                break
-            await asyncio.sleep(0.02)
+        await until_started(started)
         return [name for name, _ in started]
 
     assert asyncio.run(scenario()) == ["third"]
