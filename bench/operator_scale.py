@@ -147,9 +147,10 @@ def main() -> int:
         core.create_namespace(cast(Any, {"metadata": {"name": NAMESPACE}}))
     base = yaml.safe_load((ROOT / "examples" / "llama-8b-h100-vs-haiku.yaml").read_text())
     deadline = time.monotonic() + 120
-    while (not operator_pids() or earlier & set(operator_pids())) and time.monotonic() < deadline:
-        time.sleep(0.5)
     pids = operator_pids()
+    while (not pids or earlier & set(pids)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        pids = operator_pids()
     if earlier & set(pids):
         raise SystemExit(f"the operator of an earlier run is still running ({sorted(earlier & set(pids))})")
     print(f"operator processes: {pids}; RSS before {sum(rss_mib(p) for p in pids):.0f} MiB")
