@@ -77,6 +77,26 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
     return 0.0
 
 
+def fresh_namespace(core: client.CoreV1Api, timeout: float = 300) -> None:
+    """Create the bench's namespace, first waiting out the last run's deletion: resources created in a namespace
+    that is still terminating are refused, and once it is gone every create is a 404 (a run once waited forever)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            core.create_namespace(cast(Any, {"metadata": {"name": NAMESPACE}}))
+            return
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        status = core.read_namespace(NAMESPACE).status
+        phase = status.phase if status is not None else None
+        if phase != "Terminating":
+            return  # an earlier run's namespace, kept with --keep: reused
+        if time.monotonic() > deadline:
+            raise SystemExit(f"namespace {NAMESPACE} still terminating after {timeout:.0f} s")
+        time.sleep(2)
+
+
 def query(prometheus: str, promql: str) -> float | None:
     result = requests.get(f"{prometheus}/api/v1/query", params={"query": promql}, timeout=10).json()
     values = result["data"]["result"]
@@ -143,8 +163,7 @@ def main() -> int:
     )  # fmt: skip
     api = lab_api_client(cfg.kubeconfig)
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    with contextlib.suppress(ApiException):
-        core.create_namespace(cast(Any, {"metadata": {"name": NAMESPACE}}))
+    fresh_namespace(core)
     base = yaml.safe_load((ROOT / "examples" / "llama-8b-h100-vs-haiku.yaml").read_text())
     deadline = time.monotonic() + 120
     pids = operator_pids()
@@ -157,8 +176,11 @@ def main() -> int:
     started = time.monotonic()
     for i in range(args.count):
         body = {**base, "metadata": {"name": f"llm-{i:04d}", "namespace": NAMESPACE}}
-        with contextlib.suppress(ApiException):  # left over from an interrupted run: reused
+        try:
             custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+        except ApiException as error:
+            if error.status != 409:  # 409: left over from an interrupted run, reused
+                raise
     created = time.monotonic() - started
     while True:
         items = custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]

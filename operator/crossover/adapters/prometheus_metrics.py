@@ -8,6 +8,11 @@ and a kubernetes_sd labelmap both sanitise `crossover.dev/inference-deployment` 
 travel as one PromQL query (`or` of the terms, each tagged with a `crossover_series` label), so a round is a fixed
 number of queries whatever the number of resources. Each reconcile reads its slice of the latest round.
 
+A round past its interval is asked again in the background while reconciles go on reading the last one (for up to
+another interval): a round over 1,000 resources takes a good part of a second, and every reconcile that arrived
+meanwhile used to wait for it, which made the operator's slowest reconciles. A reading carries the time of its
+samples, so a round served while the next is asked is as old as it says, and the staleness limit still applies.
+
 Selection is by those exact labels, never by pod-name prefixes (a resource `llama` must not count the pods of a
 resource `llama-router`). Demand comes from the router, before it splits traffic; the engine's own counters are the
 fallback when no router series exist. Unknown is never zero: no series, no Prometheus, a failed round, and a rate
@@ -64,6 +69,8 @@ DIRECTION = DIRECTION_LABEL
 INPUT, OUTPUT = Direction.INPUT.value, Direction.OUTPUT.value
 TOKENS = total(ROUTER_TOKENS)
 RETRY_FAILED_ROUND_SECONDS = 5.0
+# a round is served while the next one is asked until it is this many intervals old; older, reconciles wait for it
+SERVE_WHILE_ASKING_INTERVALS = 2
 
 
 @dataclass(frozen=True)
@@ -276,8 +283,8 @@ def _demand(
 
 
 class PrometheusMetrics:
-    """Reads each resource's slice of the latest round; a round older than `round_seconds` is asked again once
-    (by whichever reconcile needs it first; the others wait for it rather than ask too)."""
+    """Reads each resource's slice of the latest round; a round older than `round_seconds` is asked again once, in
+    the background, while readers keep the last round; only with no round, or one too old to serve, do they wait."""
 
     def __init__(
         self,
@@ -293,8 +300,9 @@ class PrometheusMetrics:
         self._window = f"{rate_window_seconds}s"
         self._round_seconds = round_seconds
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._round: Round | None = None
+        self._asking = False  # a round is being asked (by a reader or in the background)
         self.rounds = 0  # rounds asked (for the operator's own metrics and tests)
 
     def read(self, namespace: str, name: str, spec: InferenceDeploymentSpec, now: datetime) -> MetricsReading:
@@ -323,14 +331,43 @@ class PrometheusMetrics:
 
     def round(self, now: datetime) -> Round:
         with self._lock:
-            current = self._round
-            if current is not None:
-                age = self._clock() - current.taken
-                if age < (self._round_seconds if current.error is None else RETRY_FAILED_ROUND_SECONDS):
-                    return current
-            self._round = self._ask(now)
-            self.rounds += 1
-            return self._round
+            while True:
+                current = self._round
+                if current is not None:
+                    age = self._clock() - current.taken
+                    if age < (self._round_seconds if current.error is None else RETRY_FAILED_ROUND_SECONDS):
+                        return current
+                    if age < SERVE_WHILE_ASKING_INTERVALS * self._round_seconds:
+                        if not self._asking:
+                            self._asking = True
+                            threading.Thread(
+                                target=self._refresh, args=(now,), name="prometheus-round", daemon=True
+                            ).start()
+                        return current
+                if not self._asking:
+                    break
+                self._lock.wait()  # no round fit to serve: wait for the one being asked
+            self._asking = True
+        return self._refresh(now)
+
+    def asked(self, timeout: float | None = None) -> bool:
+        """Wait until no round is being asked (tests, shutdown); False on timeout."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._asking, timeout)
+
+    def _refresh(self, now: datetime) -> Round:
+        """Ask a round and publish it (the caller set `_asking`); readers waiting for it wake up."""
+        fresh: Round | None = None
+        try:
+            fresh = self._ask(now)
+        finally:
+            with self._lock:
+                if fresh is not None:
+                    self._round = fresh
+                    self.rounds += 1
+                self._asking = False
+                self._lock.notify_all()
+        return fresh
 
     def _ask(self, now: datetime) -> Round:
         taken = self._clock()

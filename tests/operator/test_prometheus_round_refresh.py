@@ -1,0 +1,100 @@
+"""A round past its interval is asked in the background: reconciles keep reading the last round instead of waiting.
+
+Against a real HTTP server that speaks Prometheus' query API and holds its answers until the test lets them go, so
+the test sees who waits for a round and who does not (no Prometheus needed: every answer is an empty vector).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from crossover.adapters.prometheus_metrics import PrometheusMetrics, families
+
+PER_ROUND = len(families("120s", 60))
+EMPTY = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}}).encode()
+
+
+@dataclass
+class HeldPrometheus:
+    """Answers /api/v1/query once `release` is set; counts the queries it was asked."""
+
+    url: str = ""
+    release: threading.Event = field(default_factory=threading.Event)
+    queries: int = 0
+
+
+@pytest.fixture
+def held() -> Iterator[HeldPrometheus]:
+    state = HeldPrometheus()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            with lock:
+                state.queries += 1
+            state.release.wait(timeout=30)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(EMPTY)))
+            self.end_headers()
+            self.wfile.write(EMPTY)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        state.release.set()
+        server.shutdown()
+
+
+def first_round(held: HeldPrometheus, clock: list[float]) -> PrometheusMetrics:
+    metrics = PrometheusMetrics(held.url, round_seconds=30, clock=lambda: clock[0])
+    held.release.set()
+    metrics.round(datetime.now(UTC))
+    held.release.clear()
+    assert (metrics.rounds, held.queries) == (1, PER_ROUND)
+    return metrics
+
+
+def test_a_round_past_its_interval_is_served_while_one_refresh_is_asked(held: HeldPrometheus) -> None:
+    clock = [0.0]
+    metrics = first_round(held, clock)
+    last = metrics.round(datetime.now(UTC))
+    clock[0] = 31.0
+    with ThreadPoolExecutor(8) as pool:  # eight reconciles at once, while Prometheus holds its answer
+        served = list(pool.map(lambda _: metrics.round(datetime.now(UTC)), range(8)))
+    assert all(r is last for r in served), "every reader had the last round at once, none waited"
+    assert metrics.rounds == 1
+    held.release.set()
+    assert metrics.asked(timeout=10)
+    assert metrics.rounds == 2 and held.queries == 2 * PER_ROUND, "one refresh for all eight readers"
+    assert metrics.round(datetime.now(UTC)) is not last
+
+
+@pytest.mark.parametrize("age", [60.0, 600.0])
+def test_a_round_too_old_to_serve_is_waited_for(held: HeldPrometheus, age: float) -> None:
+    clock = [0.0]
+    metrics = first_round(held, clock)
+    last = metrics.round(datetime.now(UTC))
+    clock[0] = age
+    with ThreadPoolExecutor(1) as pool:
+        reader = pool.submit(metrics.round, datetime.now(UTC))
+        assert not metrics.asked(timeout=0.5), "the reader is asking, holding for Prometheus"
+        assert not reader.done()
+        held.release.set()
+        fresh = reader.result(timeout=10)
+    assert fresh is not last and metrics.rounds == 2
