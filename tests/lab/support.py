@@ -1,9 +1,12 @@
-"""Helpers shared by the lab tests: polling, and the InferenceDeployment's coordinates."""
+"""Helpers shared by the lab tests: polling, a loopback HTTP server, and the InferenceDeployment's coordinates."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 from crossover.contracts import GROUP, PLURAL, VERSION
@@ -22,6 +25,31 @@ def eventually(check: Callable[[], T | None], timeout: float = 30.0, interval: f
             return last
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
+
+
+@contextlib.contextmanager
+def http_server(answer: Callable[[str], tuple[str, bytes]]) -> Iterator[ThreadingHTTPServer]:
+    """A threaded HTTP server on a free loopback port answering every GET with `answer(path)`: (content type,
+    body), status 200. Shut down on exit."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            content_type, body = answer(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
 
 
 def create(lab: Lab, body: dict[str, Any]) -> Any:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,7 @@ from crossover.contracts import (
     Component,
 )
 from crossover_lab import prometheus as lab_prometheus
-from tests.lab.support import eventually
+from tests.lab.support import eventually, http_server
 
 pytestmark = pytest.mark.lab
 
@@ -143,68 +141,54 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     binary = lab_prometheus.binary()  # the lab's own build (make lab-deps)
     pages = {f"/{i}": pod.page for i, pod in enumerate(PODS)}
 
-    class Exporter(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = pages[self.path](time.time()).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    exporter = ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
-    threading.Thread(target=exporter.serve_forever, daemon=True).start()
-    home = tmp_path_factory.mktemp("prometheus")
-    targets = [
-        {
-            "targets": [f"127.0.0.1:{exporter.server_address[1]}"],
-            "labels": {
-                "__metrics_path__": f"/{i}",
-                "namespace": pod.namespace,
-                "pod": pod.name,
-                PROMETHEUS_INSTANCE_LABEL: pod.owner,
-                PROMETHEUS_COMPONENT_LABEL: pod.component.value,
-            },
+    with http_server(lambda path: ("text/plain; version=0.0.4", pages[path](time.time()).encode())) as exporter:
+        home = tmp_path_factory.mktemp("prometheus")
+        targets = [
+            {
+                "targets": [f"127.0.0.1:{exporter.server_address[1]}"],
+                "labels": {
+                    "__metrics_path__": f"/{i}",
+                    "namespace": pod.namespace,
+                    "pod": pod.name,
+                    PROMETHEUS_INSTANCE_LABEL: pod.owner,
+                    PROMETHEUS_COMPONENT_LABEL: pod.component.value,
+                },
+            }
+            for i, pod in enumerate(PODS)
+        ]
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "scrape_configs": [{"job_name": "pods", "static_configs": targets}],
         }
-        for i, pod in enumerate(PODS)
-    ]
-    config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-        "scrape_configs": [{"job_name": "pods", "static_configs": targets}],
-    }
-    (home / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={home / 'prometheus.yml'}",
-            f"--storage.tsdb.path={home / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(home / "log").open("w"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+        (home / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = _free_port()
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={home / 'prometheus.yml'}",
+                f"--storage.tsdb.path={home / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(home / "log").open("w"),
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
 
-        def enough_samples() -> bool:
-            query = "min(count_over_time(vllm:generation_tokens_total[1m]))"
-            try:
-                result = requests.get(f"{url}/api/v1/query", params={"query": query}, timeout=2).json()
-            except requests.RequestException:
-                return False
-            values = result.get("data", {}).get("result", [])
-            return bool(values) and float(values[0]["value"][1]) >= 8  # older than the rate window
+            def enough_samples() -> bool:
+                query = "min(count_over_time(vllm:generation_tokens_total[1m]))"
+                try:
+                    result = requests.get(f"{url}/api/v1/query", params={"query": query}, timeout=2).json()
+                except requests.RequestException:
+                    return False
+                values = result.get("data", {}).get("result", [])
+                return bool(values) and float(values[0]["value"][1]) >= 8  # older than the rate window
 
-        eventually(enough_samples, timeout=60)
-        yield Prometheus(url)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        exporter.shutdown()
+            eventually(enough_samples, timeout=60)
+            yield Prometheus(url)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def read(metrics: PrometheusMetrics, namespace: str, name: str) -> Any:

@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
 from crossover.adapters.prometheus_metrics import PrometheusMetrics, families
+from tests.lab.support import http_server
 
 PER_ROUND = len(families("120s", 60))
 EMPTY = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}}).encode()
@@ -37,28 +36,18 @@ def held() -> Iterator[HeldPrometheus]:
     state = HeldPrometheus()
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            with lock:
-                state.queries += 1
-            state.release.wait(timeout=30)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(EMPTY)))
-            self.end_headers()
-            self.wfile.write(EMPTY)
+    def answer(_: str) -> tuple[str, bytes]:
+        with lock:
+            state.queries += 1
+        state.release.wait(timeout=30)
+        return "application/json", EMPTY
 
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield state
-    finally:
-        state.release.set()
-        server.shutdown()
+    with http_server(answer) as server:
+        state.url = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            yield state
+        finally:
+            state.release.set()  # let held answers go before the server shuts down
 
 
 def first_round(held: HeldPrometheus, clock: list[float]) -> PrometheusMetrics:

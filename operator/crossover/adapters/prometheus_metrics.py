@@ -351,7 +351,7 @@ class PrometheusMetrics:
         return self._refresh(now)
 
     def asked(self, timeout: float | None = None) -> bool:
-        """Wait until no round is being asked (tests, shutdown); False on timeout."""
+        """Wait until no round is being asked (for tests); False on timeout."""
         with self._lock:
             return self._lock.wait_for(lambda: not self._asking, timeout)
 
