@@ -239,8 +239,7 @@ def test_one_round_of_queries_serves_every_resource_until_the_interval_passes(pr
     per_round = len(families("5s", 60))
     assert asked == per_round, "one round for every resource and all three reads within the interval"
     clock[0] += 1  # 31 s after the first round
-    read(metrics, "team", "llama")
-    assert metrics.asked(timeout=10)  # asked in the background; the read had the last round
+    read(metrics, "team", "llama")  # this read asks the next round
     assert prometheus.queries_served() - before == 2 * per_round
 
 
@@ -254,5 +253,4 @@ def test_prometheus_down_is_unknown_for_every_resource_and_retried_soon() -> Non
     assert metrics.rounds == 1  # the failed round answers everyone until it is retried
     clock[0] += 6
     read(metrics, "team", "llama")
-    assert metrics.asked(timeout=20)
     assert metrics.rounds == 2  # retried after seconds, not a whole interval

@@ -1,4 +1,4 @@
-"""A round past its interval is asked in the background: reconciles keep reading the last round instead of waiting.
+"""A round past its interval: the reconcile that finds it asks the next and plans with it; the others read the last.
 
 Against a real HTTP server that speaks Prometheus' query API and holds its answers until the test lets them go, so
 the test sees who waits for a round and who does not (no Prometheus needed: every answer is an empty vector).
@@ -59,19 +59,34 @@ def first_round(held: HeldPrometheus, clock: list[float]) -> PrometheusMetrics:
     return metrics
 
 
-def test_a_round_past_its_interval_is_served_while_one_refresh_is_asked(held: HeldPrometheus) -> None:
+def test_the_reader_that_finds_the_round_past_its_interval_plans_with_the_next_one(held: HeldPrometheus) -> None:
+    # one resource reconciled once per interval: every reconcile finds the round expired, and must not plan with it
     clock = [0.0]
     metrics = first_round(held, clock)
     last = metrics.round(datetime.now(UTC))
     clock[0] = 31.0
-    with ThreadPoolExecutor(8) as pool:  # eight reconciles at once, while Prometheus holds its answer
-        served = list(pool.map(lambda _: metrics.round(datetime.now(UTC)), range(8)))
-    assert all(r is last for r in served), "every reader had the last round at once, none waited"
-    assert metrics.rounds == 1
     held.release.set()
-    assert metrics.asked(timeout=10)
-    assert metrics.rounds == 2 and held.queries == 2 * PER_ROUND, "one refresh for all eight readers"
-    assert metrics.round(datetime.now(UTC)) is not last
+    fresh = metrics.round(datetime.now(UTC))
+    assert fresh is not last and fresh.taken == 31.0, "planned with the round of an interval ago"
+    assert metrics.rounds == 2
+
+
+def test_readers_while_the_next_round_is_asked_keep_the_last_one(held: HeldPrometheus) -> None:
+    clock = [0.0]
+    metrics = first_round(held, clock)
+    last = metrics.round(datetime.now(UTC))
+    clock[0] = 31.0
+    with ThreadPoolExecutor(9) as pool:
+        asker = pool.submit(metrics.round, datetime.now(UTC))
+        assert not metrics.asked(timeout=0.5), "the first reader is asking, Prometheus holds its answer"
+        served = list(pool.map(lambda _: metrics.round(datetime.now(UTC)), range(8)))  # eight reconciles meanwhile
+        assert all(r is last for r in served), "every reader meanwhile had the last round at once, none waited"
+        assert not asker.done()
+        held.release.set()
+        fresh = asker.result(timeout=10)
+    assert fresh is not last
+    assert metrics.rounds == 2 and held.queries == 2 * PER_ROUND, "one round for all nine readers"
+    assert metrics.round(datetime.now(UTC)) is fresh
 
 
 @pytest.mark.parametrize("age", [60.0, 600.0])

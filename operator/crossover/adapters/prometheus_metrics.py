@@ -8,10 +8,11 @@ and a kubernetes_sd labelmap both sanitise `crossover.dev/inference-deployment` 
 travel as one PromQL query (`or` of the terms, each tagged with a `crossover_series` label), so a round is a fixed
 number of queries whatever the number of resources. Each reconcile reads its slice of the latest round.
 
-A round past its interval is asked again in the background while reconciles go on reading the last one (for up to
-another interval): a round over 1,000 resources takes a good part of a second, and every reconcile that arrived
-meanwhile used to wait for it, which made the operator's slowest reconciles. A reading carries the time of its
-samples, so a round served while the next is asked is as old as it says, and the staleness limit still applies.
+The reconcile that finds the round past its interval asks the next one and plans with it, so a decision is never
+an interval behind (with a handful of resources every reconcile is that one). Reconciles that arrive while it is
+being asked read the last round (if it is under two intervals old) instead of all waiting: a round over 1,000
+resources takes a good part of a second, and those waits made the operator's slowest reconciles. A reading carries
+the time of its samples, so a round served while the next is asked is as old as it says.
 
 Selection is by those exact labels, never by pod-name prefixes (a resource `llama` must not count the pods of a
 resource `llama-router`). Demand comes from the router, before it splits traffic; the engine's own counters are the
@@ -283,8 +284,8 @@ def _demand(
 
 
 class PrometheusMetrics:
-    """Reads each resource's slice of the latest round; a round older than `round_seconds` is asked again once, in
-    the background, while readers keep the last round; only with no round, or one too old to serve, do they wait."""
+    """Reads each resource's slice of the latest round; the first reader to find it older than `round_seconds` asks
+    the next one and waits for it, readers meanwhile keep the last round; with no round, or one too old, they wait."""
 
     def __init__(
         self,
@@ -337,29 +338,16 @@ class PrometheusMetrics:
                     age = self._clock() - current.taken
                     if age < (self._round_seconds if current.error is None else RETRY_FAILED_ROUND_SECONDS):
                         return current
-                    if age < SERVE_WHILE_ASKING_INTERVALS * self._round_seconds:
-                        if not self._asking:
-                            self._asking = True
-                            threading.Thread(
-                                target=self._refresh, args=(now,), name="prometheus-round", daemon=True
-                            ).start()
-                        return current
+                    if self._asking and age < SERVE_WHILE_ASKING_INTERVALS * self._round_seconds:
+                        return current  # the next round is on its way: plan with this one meanwhile
                 if not self._asking:
                     break
                 self._lock.wait()  # no round fit to serve: wait for the one being asked
             self._asking = True
-        return self._refresh(now)
-
-    def asked(self, timeout: float | None = None) -> bool:
-        """Wait until no round is being asked (for tests); False on timeout."""
-        with self._lock:
-            return self._lock.wait_for(lambda: not self._asking, timeout)
-
-    def _refresh(self, now: datetime) -> Round:
-        """Ask a round and publish it (the caller set `_asking`); readers waiting for it wake up."""
         fresh: Round | None = None
         try:
             fresh = self._ask(now)
+            return fresh
         finally:
             with self._lock:
                 if fresh is not None:
@@ -367,7 +355,11 @@ class PrometheusMetrics:
                     self.rounds += 1
                 self._asking = False
                 self._lock.notify_all()
-        return fresh
+
+    def asked(self, timeout: float | None = None) -> bool:
+        """Wait until no round is being asked (for tests); False on timeout."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._asking, timeout)
 
     def _ask(self, now: datetime) -> Round:
         taken = self._clock()
