@@ -6,9 +6,11 @@ The pipeline follows the HPA's (`convertDesiredReplicasWithRules`), priced in do
    starts), subject to the API's token limit and the monthly budget; per mode for SelfHostedOnly/APIOnly;
 2. margin: keep the current count unless the cheapest saves more than `breakEvenMargin` × the hourly cost
    of the replicas it would add or remove (hysteresis in dollars);
-3. stabilisation: scale up to the lowest count recommended over the up-window, down to the highest over the
+3. forecast (with a Reversion state only): refuse a scale-up past what the API serves cheaper when the peak is
+   expected to end before the saving repays the new replicas' cold start (costpolicy.reversion);
+4. stabilisation: scale up to the lowest count recommended over the up-window, down to the highest over the
    down-window (a window the history does not cover counts as "current": a restart never scales down);
-4. rate limits per decision; 5. clamp to replicas.min..max.
+5. rate limits per decision; 6. clamp to replicas.min..max.
 
 The spill fraction then follows from demand against the replicas that are ready and will stay.
 """
@@ -34,15 +36,28 @@ from costpolicy.pricing import (
     replicas_to_serve,
     self_hosted_cost_per_hour,
 )
+from costpolicy.reversion import DRIFT_LAG_SECONDS, LAG_SECONDS, LEVEL_SECONDS, MIN_PAIRS, Reversion
 from costpolicy.snapshot import Snapshot
 from costpolicy.spec import CostSpec, PolicyMode
 
 # Plans spilling within this share of the provider's token limit count as over it (headroom for bursts).
 API_LIMIT_HEADROOM = Decimal("0.9")
+# The forecast stage sums a peak's expected saving in steps this long, this far ahead at most.
+FORECAST_STEP_SECONDS = 60
+FORECAST_HORIZON_SECONDS = 6 * 3600
 
 
-def decide(spec: CostSpec, snapshot: Snapshot, history: Sequence[Recommendation], now: datetime) -> Decision:
-    """Decide replicas and spill for one deployment at `now`. Same inputs, same Decision."""
+def decide(
+    spec: CostSpec,
+    snapshot: Snapshot,
+    history: Sequence[Recommendation],
+    now: datetime,
+    reversion: Reversion | None = None,
+) -> Decision:
+    """Decide replicas and spill for one deployment at `now`. Same inputs, same Decision.
+
+    `reversion` is the demand forecast's state (costpolicy.reversion.observe, fed by the caller); None: no forecast
+    stage, decisions as without one."""
     current = snapshot.replicas.current
     demand = snapshot.demand
     if demand is None:
@@ -66,6 +81,9 @@ def decide(spec: CostSpec, snapshot: Snapshot, history: Sequence[Recommendation]
     cost_mode = spec.policy.mode in (PolicyMode.COST_OPTIMIZED, PolicyMode.ADVISORY)
     if cost_mode and spec.replicas.pinned is None and rec != current:
         stages.append(_margin_stage(spec, snapshot, load, api, rec))
+        rec = stages[-1].replicas
+    if cost_mode and reversion is not None and raw.reason is Reason.SELF_HOSTED_CHEAPER and rec > current:
+        stages.append(payback_stage(spec, snapshot, load, api, reversion, rec))
         rec = stages[-1].replicas
     new_history = _record(history, rec, now, _longest_window(spec))
     if spec.replicas.pinned is None:  # a pin is the user's explicit word: no windows, no rate limits
@@ -261,6 +279,73 @@ def _margin_stage(spec: CostSpec, snapshot: Snapshot, load: Load, api: _APIAllow
     return Stage(
         StageName.MARGIN, rec, Reason.BEYOND_MARGIN, f"{rec} replica(s) beat {current} by more than the margin"
     )
+
+
+def payback_stage(
+    spec: CostSpec, snapshot: Snapshot, load: Load, api: _APIAllowance, reversion: Reversion, rec: int
+) -> Stage:
+    """The forecast: a scale-up from `current` to `rec` goes ahead only if the peak asking for it is expected to last
+    long enough for its saving (the steady hourly cost at `current` minus at `rec` at the expected demand, summed
+    from the end of the cold start for as long as it stays positive) to repay what the new replicas, and the overhead
+    when none runs yet, cost while they warm up and serve nothing. It applies only when the long level is a demand
+    at which `replicas.min` replicas and the API are the cheaper plan (steady state): then demand above it is a peak
+    to wait out, not the usual; where self-hosting is the usual, scale-ups are the raw stage's alone."""
+    current, billed = snapshot.replicas.current, snapshot.replicas.billed
+    if not reversion.trusted:
+        why = f"forecast not trusted yet ({reversion.pairs} of {MIN_PAIRS} demand pairs)"
+        return Stage(StageName.FORECAST, rec, Reason.UNCHANGED, why)
+    if load.spill(spec, current) > api.max_spill:
+        return Stage(StageName.FORECAST, rec, Reason.UNCHANGED, "the API may not take what current replicas leave")
+    hours = int(LEVEL_SECONDS) // 3600
+    level = quantize(reversion.level, 0)
+    level_best = _cheapest(spec, _rescaled(spec, load, reversion.level), spec.replicas.max, ONE)
+    if level_best is None or level_best[0] > spec.replicas.min:
+        need = "more than replicas.max" if level_best is None else f"{level_best[0]} replica(s)"
+        why = f"the {hours} h level ({level} tok/s) is best served by {need}: self-hosting is the usual, not a peak"
+        return Stage(StageName.FORECAST, rec, Reason.UNCHANGED, why)
+    new = max(0, rec - billed)
+    cold = Decimal(spec.cold_start_seconds)
+    warming = (new * replica_cost_per_hour(spec) + (overhead_per_hour(spec) if billed == 0 else ZERO)) * cold
+    warming /= SECONDS_PER_HOUR
+    if warming <= 0:
+        return Stage(StageName.FORECAST, rec, Reason.UNCHANGED, "no cold start to repay")
+    total = load.demand.total_tps
+    step = Decimal(FORECAST_STEP_SECONDS)
+    saving, t = ZERO, cold
+    while saving <= warming and t < FORECAST_HORIZON_SECONDS:
+        ahead = _rescaled(spec, load, reversion.expected(total, t))
+        hourly = _steady_cost(spec, ahead, current) - _steady_cost(spec, ahead, rec)
+        if hourly <= 0:
+            break
+        saving += hourly * step / SECONDS_PER_HOUR
+        t += step
+    trend = (
+        f"persistence {quantize(reversion.persistence, 2)} per {LAG_SECONDS} s, drift {quantize(reversion.drift, 2)} "
+        f"per {DRIFT_LAG_SECONDS} s towards the {hours} h level of {level} tok/s"
+    )
+    if saving > warming:
+        why = f"the peak is expected to repay the {fmt_money(warming)} cold start ({trend})"
+        return Stage(StageName.FORECAST, rec, Reason.UNCHANGED, why)
+    return Stage(
+        StageName.FORECAST,
+        current,
+        Reason.PEAK_TOO_SHORT,
+        f"keeping {current} replica(s): {rec} would save {fmt_money(saving)} over the expected peak, not the "
+        f"{fmt_money(warming)} {new} new replica(s) cost while warming ({trend})",
+    )
+
+
+def _rescaled(spec: CostSpec, load: Load, total_tps: Decimal) -> Load:
+    """`load` at another total rate, same input/output mix."""
+    current = load.demand.total_tps
+    if current <= 0:
+        return load
+    return Load.of(spec, load.demand.scaled(total_tps / current))
+
+
+def _steady_cost(spec: CostSpec, load: Load, replicas: int) -> Decimal:
+    """Hourly cost of `replicas` already running (no cold start) serving `load`, the rest spilled."""
+    return plan_cost_per_hour(spec, load, replicas, billed_now=replicas)
 
 
 def _longest_window(spec: CostSpec) -> int:

@@ -18,6 +18,7 @@ class Reason(StrEnum):
     NO_DEMAND = "NoDemand"
     WITHIN_MARGIN = "WithinMargin"  # the margin kept the current count: the change would not save enough
     BEYOND_MARGIN = "BeyondMargin"  # the change saves more than the margin: it goes ahead
+    PEAK_TOO_SHORT = "PeakTooShort"  # the forecast: the peak is expected to end before it repays the cold start
     UNCHANGED = "Unchanged"  # a stage that had nothing to do (stable, within rate limits, within bounds)
     SCALE_UP_STABILIZING = "ScaleUpStabilizing"
     SCALE_DOWN_STABILIZING = "ScaleDownStabilizing"
@@ -41,10 +42,11 @@ class Action(StrEnum):
 
 
 class StageName(StrEnum):
-    """The pipeline's steps, in order (as the HPA's: recommend, stabilise, rate-limit, clamp)."""
+    """The pipeline's steps, in order (as the HPA's: recommend, stabilise, rate-limit, clamp; with a forecast)."""
 
     RAW = "raw"
     MARGIN = "margin"
+    FORECAST = "forecast"
     STABILIZATION = "stabilization"
     RATE_LIMIT = "rateLimit"
     CLAMP = "clamp"

@@ -439,6 +439,31 @@ class ColdStartStatus(StatusModel):
     starts: list[ColdStartRecord] = Field(default_factory=list)
 
 
+class ForecastStatus(StatusModel):
+    """The demand forecast decide() waits out short peaks with (costpolicy.reversion), persisted so a restarted
+    operator keeps what it learned. Demand in tokens per second (input + output), sums in (tokens per second)²."""
+
+    base: StatusDecimal = Field(description="EWMA of demand over one hour: what a deviation reverts to.")
+    level: StatusDecimal = Field(description="EWMA of demand over twelve hours: what the base drifts back to.")
+    sxy: SignedDecimal = Field(description="Decayed sum of deviation from the base now x deviation 600 s later.")
+    sxx: StatusDecimal = Field(description="Decayed sum of the squared deviation from the base.")
+    pairs: int = Field(default=0, ge=0, description="(anchor, 600 s later) pairs learned from; trusted from 12.")
+    anchor_at: datetime | None = Field(default=None, description="When the pending anchor's deviation was taken.")
+    anchor_deviation: SignedDecimal = Field(default=Decimal(0), description="Demand minus base at the anchor.")
+    drift_sxy: SignedDecimal = Field(
+        default=Decimal(0), description="Decayed sum of (base - level) x (base - level) 7200 s later."
+    )
+    drift_sxx: StatusDecimal = Field(default=Decimal(0), description="Decayed sum of (base - level) squared.")
+    drift_anchor: SignedDecimal = Field(default=Decimal(0), description="base - level at the last drift anchor.")
+    seen_at: datetime | None = Field(default=None, description="The newest demand reading learned from.")
+    persistence: StatusDecimal | None = Field(
+        default=None, description="Derived, for people: share of a deviation left 600 s later (1 until trusted)."
+    )
+    drift: StatusDecimal | None = Field(
+        default=None, description="Derived, for people: share of base - level left 7200 s later (1 until trusted)."
+    )
+
+
 class InferenceDeploymentStatus(StatusModel):
     observed_generation: int | None = None
     selector: str | None = Field(default=None, description="Label selector of the engine pods (scale subresource).")
@@ -453,6 +478,7 @@ class InferenceDeploymentStatus(StatusModel):
     signals: SignalsStatus | None = None
     capacity: CapacityStatus | None = None
     cold_start: ColdStartStatus | None = None
+    forecast: ForecastStatus | None = None
 
 
 class InferenceDeployment(BaseModel):

@@ -7,7 +7,14 @@ from typing import Any
 
 from costpolicy.decision import Action, Decision, Recommendation
 from costpolicy.money import quantize
-from crossover.api.v1alpha1 import DecisionRecord, InferenceDeploymentStatus, RecommendationRecord, StageRecord
+from costpolicy.reversion import Reversion
+from crossover.api.v1alpha1 import (
+    DecisionRecord,
+    ForecastStatus,
+    InferenceDeploymentStatus,
+    RecommendationRecord,
+    StageRecord,
+)
 
 HISTORY_LENGTH = 10
 
@@ -45,6 +52,44 @@ def recommendations_from_status(status: InferenceDeploymentStatus) -> tuple[Reco
 
 def recommendations_to_status(history: tuple[Recommendation, ...]) -> list[RecommendationRecord]:
     return [RecommendationRecord(since=r.since, replicas=r.replicas) for r in history]
+
+
+def reversion_from_status(status: InferenceDeploymentStatus) -> Reversion:
+    """The demand forecast as the last status left it; a fresh one (nothing learned) when there is none."""
+    f = status.forecast
+    if f is None:
+        return Reversion()
+    return Reversion(
+        base=f.base,
+        level=f.level,
+        sxy=f.sxy,
+        sxx=f.sxx,
+        pairs=f.pairs,
+        anchor_at=f.anchor_at,
+        anchor_deviation=f.anchor_deviation,
+        drift_sxy=f.drift_sxy,
+        drift_sxx=f.drift_sxx,
+        drift_anchor=f.drift_anchor,
+        seen_at=f.seen_at,
+    )
+
+
+def reversion_to_status(reversion: Reversion) -> ForecastStatus:
+    return ForecastStatus(
+        base=reversion.base,
+        level=reversion.level,
+        sxy=reversion.sxy,
+        sxx=reversion.sxx,
+        pairs=reversion.pairs,
+        anchor_at=reversion.anchor_at,
+        anchor_deviation=reversion.anchor_deviation,
+        drift_sxy=reversion.drift_sxy,
+        drift_sxx=reversion.drift_sxx,
+        drift_anchor=reversion.drift_anchor,
+        seen_at=reversion.seen_at,
+        persistence=quantize(reversion.persistence),
+        drift=quantize(reversion.drift),
+    )
 
 
 def percent(fraction: Decimal) -> str:

@@ -16,6 +16,8 @@ from pydantic import ValidationError
 
 from costpolicy import Decision, ReplicaState, Snapshot, decide
 from costpolicy.money import quantize
+from costpolicy.reversion import Reversion
+from costpolicy.reversion import observe as learn_demand
 from costpolicy.snapshot import Demand
 from costpolicy.spec import PolicyMode
 from crossover.api.v1alpha1 import (
@@ -44,6 +46,8 @@ from crossover.reconcile.status import (
     percent,
     recommendations_from_status,
     recommendations_to_status,
+    reversion_from_status,
+    reversion_to_status,
 )
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,7 @@ class _Observed:
     routers_ready: int  # router pods ready
     access: APIAccess  # whether routers may call the API with the key
     router_role: str  # the ClusterRole the routers' RoleBinding grants (the chart creates it)
+    reversion: Reversion  # the demand forecast, with this reconcile's reading learned
 
 
 @dataclass(frozen=True)
@@ -163,9 +168,21 @@ def reconcile(
     reading = metrics.read(resource.namespace, resource.name, spec, now)
     observations = observe(spec, previous, engine, reading, now)
     snapshot = _snapshot(engine, reading, previous, now, observations.demand, api_blocked=not access.usable)
-    decision = decide(observations.cost_spec, snapshot, recommendations_from_status(previous), now)
+    reversion = _learn(reversion_from_status(previous), snapshot)
+    decision = decide(observations.cost_spec, snapshot, recommendations_from_status(previous), now, reversion)
     seen = _Observed(
-        resource, spec, previous, engine, reading, conflicts, now, observations, routers, access, router.cluster_role
+        resource,
+        spec,
+        previous,
+        engine,
+        reading,
+        conflicts,
+        now,
+        observations,
+        routers,
+        access,
+        router.cluster_role,
+        reversion,
     )
 
     scaled_to, events = None, [Event(kind, reason, message) for kind, reason, message in observations.notes]
@@ -257,6 +274,14 @@ def _snapshot(
         api_throttled=reading.api_throttled or api_blocked,  # an API routers may not call takes nothing
         current_spill_fraction=current_spill,
     )
+
+
+def _learn(reversion: Reversion, snapshot: Snapshot) -> Reversion:
+    """The forecast learns from demand read at the snapshot's time, only when it is known (unknown is never zero);
+    a reading two reconciles share (one Prometheus round) counts once."""
+    if snapshot.demand is None:
+        return reversion
+    return learn_demand(reversion, snapshot.observed_at, snapshot.demand.total_tps)
 
 
 def _ready(seen: _Observed, decision: Decision) -> cond.DesiredCondition:
@@ -397,6 +422,7 @@ def _status(seen: _Observed, decision: Decision, applied: int) -> tuple[Inferenc
         signals=seen.observations.signals,
         capacity=seen.observations.capacity,
         cold_start=seen.observations.cold_start,
+        forecast=reversion_to_status(seen.reversion),
     )
     return status, events
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 from costpolicy.decide import decide
 from costpolicy.decision import Reason, Recommendation
 from costpolicy.pricing import FloatCapacity
+from costpolicy.reversion import Reversion, observe
 from costpolicy.snapshot import Demand, ReplicaState, Snapshot
 from costpolicy.spec import CostSpec
 from crossover.sim.model import EPOCH, Demands, Result, ScalingPolicy, View, simulate, to_decimal
@@ -19,12 +20,15 @@ from crossover.sim.optimum import offline_optimum
 
 @dataclass
 class CostAware:
-    """The operator's own policy: costpolicy.decide, fed exactly as the operator feeds it."""
+    """The operator's own policy: costpolicy.decide, fed exactly as the operator feeds it (the demand forecast
+    learns from each known reading of demand, at the time it was observed)."""
 
     spec: CostSpec
     name: str = "cost-aware"
     spills: bool = True
     history: tuple[Recommendation, ...] = ()
+    forecast: bool = True
+    reversion: Reversion = field(default_factory=Reversion)
 
     def initial(self, spec: CostSpec) -> int:
         return spec.replicas.min
@@ -43,7 +47,9 @@ class CostAware:
             api_spend_this_month=view.api_spend,
             current_spill_fraction=view.spill_fraction,
         )
-        decision = decide(self.spec, snapshot, self.history, now)
+        if demand is not None:
+            self.reversion = observe(self.reversion, snapshot.observed_at, demand.total_tps)
+        decision = decide(self.spec, snapshot, self.history, now, self.reversion if self.forecast else None)
         self.history = decision.history
         return (decision.replicas if decision.actuate else view.current), decision.reason.value
 
