@@ -76,6 +76,14 @@ def test_unknown_demand_teaches_nothing() -> None:
     assert D(status["forecast"]["base"]) > D(before["base"])
 
 
+def test_the_forecast_learns_measured_demand_not_the_saturation_guards_raised_figure() -> None:
+    measured = demand(100)
+    full = MetricsReading(measured, NOW, signals={"kvCacheUsage": D("0.99")})  # the guard fires: plan for more
+    status = run({}, full, NOW)
+    assert status["signals"]["saturatedBy"] == ["kvCacheUsage"]
+    assert D(status["forecast"]["base"]) == observe(Reversion(), NOW, measured.total_tps).base
+
+
 def test_a_short_peak_in_status_forecast_is_waited_out_on_the_api() -> None:
     learned = Reversion(
         base=D(300),
