@@ -137,9 +137,7 @@ def test_two_replicas_with_watch_namespaces_one_active_and_failover_continues_fr
             secret = {"name": "provider-key", "labels": {API_CREDENTIALS_LABEL: "true"}}
             lab.core.create_namespaced_secret(namespace, {"metadata": secret, "stringData": {"apiKey": "k"}})  # type: ignore[arg-type]
             create(lab, manifest("ha", namespace))
-            eventually(
-                lambda: (r := get(lab, namespace, "ha")).get("status", {}).get("lastDecision") and r, timeout=90
-            )
+            eventually(lambda: (r := get(lab, namespace, "ha")).get("status", {}).get("lastDecision") and r, timeout=90)
 
             def ticks(pod: Any) -> int:
                 return _log(lab, pod).count("Timer 'build_registry.<locals>.tick' succeeded")
