@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from typing import Any
 
@@ -54,39 +55,21 @@ def recommendations_to_status(history: tuple[Recommendation, ...]) -> list[Recom
     return [RecommendationRecord(since=r.since, replicas=r.replicas) for r in history]
 
 
+# the forecast's state, field by field: Reversion's fields are ForecastStatus's (status adds two derived ones)
+FORECAST_STATE = tuple(f.name for f in dataclasses.fields(Reversion))
+
+
 def reversion_from_status(status: InferenceDeploymentStatus) -> Reversion:
     """The demand forecast as the last status left it; a fresh one (nothing learned) when there is none."""
-    f = status.forecast
-    if f is None:
+    kept = status.forecast
+    if kept is None:
         return Reversion()
-    return Reversion(
-        base=f.base,
-        level=f.level,
-        sxy=f.sxy,
-        sxx=f.sxx,
-        pairs=f.pairs,
-        anchor_at=f.anchor_at,
-        anchor_deviation=f.anchor_deviation,
-        drift_sxy=f.drift_sxy,
-        drift_sxx=f.drift_sxx,
-        drift_anchor=f.drift_anchor,
-        seen_at=f.seen_at,
-    )
+    return Reversion(**{name: getattr(kept, name) for name in FORECAST_STATE})
 
 
 def reversion_to_status(reversion: Reversion) -> ForecastStatus:
     return ForecastStatus(
-        base=reversion.base,
-        level=reversion.level,
-        sxy=reversion.sxy,
-        sxx=reversion.sxx,
-        pairs=reversion.pairs,
-        anchor_at=reversion.anchor_at,
-        anchor_deviation=reversion.anchor_deviation,
-        drift_sxy=reversion.drift_sxy,
-        drift_sxx=reversion.drift_sxx,
-        drift_anchor=reversion.drift_anchor,
-        seen_at=reversion.seen_at,
+        **{name: getattr(reversion, name) for name in FORECAST_STATE},
         persistence=quantize(reversion.persistence),
         drift=quantize(reversion.drift),
     )

@@ -168,7 +168,7 @@ def reconcile(
     reading = metrics.read(resource.namespace, resource.name, spec, now)
     observations = observe(spec, previous, engine, reading, now)
     snapshot = _snapshot(engine, reading, previous, now, observations.demand, api_blocked=not access.usable)
-    reversion = _learn(reversion_from_status(previous), reading, snapshot)
+    reversion = _learn(reversion_from_status(previous), reading, snapshot.observed_at)
     decision = decide(observations.cost_spec, snapshot, recommendations_from_status(previous), now, reversion)
     seen = _Observed(
         resource,
@@ -276,13 +276,13 @@ def _snapshot(
     )
 
 
-def _learn(reversion: Reversion, reading: MetricsReading, snapshot: Snapshot) -> Reversion:
+def _learn(reversion: Reversion, reading: MetricsReading, observed_at: datetime) -> Reversion:
     """The forecast learns from the demand Prometheus measured (not the saturation guard's raised planning figure,
     which is a guess about queued demand, not traffic), at the snapshot's time, only when it is known (unknown is
     never zero); a reading two reconciles share (one Prometheus round) counts once."""
-    if reading.demand is None or snapshot.demand is None:
+    if reading.demand is None:
         return reversion
-    return learn_demand(reversion, snapshot.observed_at, reading.demand.total_tps)
+    return learn_demand(reversion, observed_at, reading.demand.total_tps)
 
 
 def _ready(seen: _Observed, decision: Decision) -> cond.DesiredCondition:
