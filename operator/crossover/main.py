@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
+from crossover import slim_bodies
 from crossover.adapters.kubernetes_cluster import KubernetesCluster
 from crossover.adapters.prometheus_metrics import PrometheusMetrics
 from crossover.adapters.watched_cluster import (
@@ -84,6 +85,7 @@ def load_kube_config() -> client.ApiClient:
 
 
 def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.OperatorRegistry:
+    slim_bodies.install()  # before kopf starts: it looks its event processor up then
     registry = kopf.OperatorRegistry()
     shard = cfg.shard
     # locks: one reconcile per resource at a time; latest: by uid, the status this process last wrote (or kept) and
