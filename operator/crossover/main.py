@@ -76,6 +76,17 @@ class ShardDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
             super().store(body=body, patch=patch, essence=essence)
 
 
+def narrow_watches(settings: kopf.OperatorSettings) -> None:
+    """Watch only crossover's own Deployments and engine Pods, filtered by the API server.
+
+    Why: kopf's handler label filters are client-side, so without these selectors the operator would list and watch
+    every Deployment and Pod in the cluster (a per-object worker and a JSON body for each event of each) to index the
+    few it made. HorizontalPodAutoscalers stay cluster-wide: they are the user's, with no label of ours.
+    """
+    settings.watching.label_selectors["apps", "v1", "deployments"] = INSTANCE_LABEL
+    settings.watching.label_selectors["v1", "pods"] = f"{INSTANCE_LABEL},{COMPONENT_LABEL}={Component.ENGINE.value}"
+
+
 def load_kube_config() -> client.ApiClient:
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -115,6 +126,7 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
         settings.watching.server_timeout = 270
         settings.watching.client_timeout = 300
         settings.watching.connect_timeout = 10
+        narrow_watches(settings)
         # kopf's own per-handler INFO lines ("Timer 'tick' succeeded") would be posted as an Event on every
         # reconcile; crossover posts its events itself (kopf.event, on transitions), so only warnings go as events
         settings.posting.level = logging.WARNING
