@@ -156,7 +156,7 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
         when=owner_owned,
         registry=registry,
     )
-    def crossover_deployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    async def crossover_deployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
         return {(namespace, name): deployment_view(body)}
 
     @kopf.index(
@@ -167,22 +167,24 @@ def build_registry(cfg: OperatorConfig, serve_metrics: bool = True) -> kopf.Oper
         when=owner_owned,
         registry=registry,
     )
-    def engine_pods(body: kopf.Body, namespace: str | None, labels: Mapping[str, str], **_: Any) -> dict[Any, Any]:
+    async def engine_pods(
+        body: kopf.Body, namespace: str | None, labels: Mapping[str, str], **_: Any
+    ) -> dict[Any, Any]:
         return {(namespace, labels[INSTANCE_LABEL]): pod_view(body)}
 
     @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", id="autoscalers", registry=registry)
-    def autoscalers(spec: kopf.Spec, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    async def autoscalers(spec: kopf.Spec, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
         target = spec.get("scaleTargetRef") or {}
         if target.get("kind") != "Deployment":
             return {}
         return {(namespace, target.get("name")): f"HorizontalPodAutoscaler/{name}"}
 
     @kopf.on.probe(id="reconciles", registry=registry)
-    def reconciles(**_: Any) -> int:
+    async def reconciles(**_: Any) -> int:
         return int(state["reconciles"])
 
     @kopf.on.probe(id="inflight", registry=registry)
-    def inflight(**_: Any) -> int:
+    async def inflight(**_: Any) -> int:
         """Fails (so liveness fails) while a reconcile has run longer than the bound."""
         try:
             return watchdog.check()
