@@ -1,5 +1,7 @@
-"""The demand forecast (costpolicy.reversion) and decide()'s forecast stage: a peak too short to repay a replica's
-cold start is waited out on the API; a persistent rise, or a usual that self-hosting serves, is not."""
+"""The demand forecast (costpolicy.reversion) and the decide() stages it drives: the forecast stage waits out a peak
+too short to repay a replica's cold start (a persistent rise, or a usual that self-hosting serves, is not waited
+out); the trough stage lets a scale-down the down-window holds go ahead when the usual demand needs fewer replicas
+and the expected trough repays a restart."""
 
 from __future__ import annotations
 
