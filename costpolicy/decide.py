@@ -420,11 +420,8 @@ def trough_stage(spec: CostSpec, load: Load, api: _APIAllowance, reversion: Reve
         if t < FORECAST_HORIZON_SECONDS:  # the trough is expected to end: the restart warms while demand spills
             for _ in range(ceil_int(cold / step)):
                 ahead = _rescaled(spec, load, reversion.expected(total, t))
-                restart += (
-                    max(ZERO, _steady_cost(spec, ahead, lower) - _steady_cost(spec, ahead, held))
-                    * step
-                    / (SECONDS_PER_HOUR)
-                )
+                spilled = _steady_cost(spec, ahead, lower) - _steady_cost(spec, ahead, held)
+                restart += max(ZERO, spilled) * step / SECONDS_PER_HOUR
                 t += step
         if saving > restart:
             return Stage(
