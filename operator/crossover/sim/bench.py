@@ -33,7 +33,7 @@ WHY_MISSED: dict[tuple[str, str, Decimal], str] = {
         "replica's break-even (1.11 at this mix). Cost-aware's raw stage asks for 1 replica from minute 48.5, and the "
         "example's `scaleDownStabilizationSeconds: 1200` holds the second past the trace's end. Nothing it can see "
         "tells that last dip from the one at minutes 38 to 43, which came back above the break-even; the same policy "
-        "with a shorter window pays for restarts over a 600 s cold start (600 s: 1.254x, 300 s: 1.224x, 0: 1.256x). "
+        "with a shorter window pays for restarts over a 600 s cold start (600 s: 1.254×, 300 s: 1.224×, 0: 1.256×). "
         "The trough stage, which may act inside the window, needs a trusted forecast (12 pairs of readings 600 s "
         "apart: two hours), and the one-hour trace with its 30-minute warm-up gives 9; trusted, its gate would still "
         "refuse, since the hour's base and the level need 2 replicas."
@@ -44,8 +44,8 @@ WHY_MISSED: dict[tuple[str, str, Decimal], str] = {
         "the fifth replica at minute 29, when demand has already fallen back below four replicas' work, and the "
         "default 900 s scale-down window keeps it, ready from minute 33 and seldom needed, until minute 49; the same "
         "window keeps 4 replicas where the optimum has 3 at the end (the fourth breaks even at 3.27 replicas' work, "
-        "demand there is 2.7 to 3.6). Other windows do not reach the goal either (600 s: 1.063x, 300 s: 1.099x, 0: "
-        "1.132x). The forecast is never trusted in one hour (see the 70B case), so neither the forecast stages nor "
+        "demand there is 2.7 to 3.6). Other windows do not reach the goal either (600 s: 1.063×, 300 s: 1.099×, 0: "
+        "1.132×). The forecast is never trusted in one hour (see the 70B case), so neither the forecast stages nor "
         "the daily profile act."
     ),
 }
