@@ -8,9 +8,13 @@ The pipeline follows the HPA's (`convertDesiredReplicasWithRules`), priced in do
    of the replicas it would add or remove (hysteresis in dollars);
 3. forecast (with a Reversion state only): refuse a scale-up past what the API serves cheaper when the peak is
    expected to end before the saving repays the new replicas' cold start (costpolicy.reversion);
-4. stabilisation: scale up to the lowest count recommended over the up-window, down to the highest over the
+4. prewarm (with a trusted DailyProfile only): plan for the demand this time of day brings one cold start ahead,
+   so replicas are ready when a daily ramp arrives (costpolicy.daily);
+5. stabilisation: scale up to the lowest count recommended over the up-window, down to the highest over the
    down-window (a window the history does not cover counts as "current": a restart never scales down);
-5. rate limits per decision; 6. clamp to replicas.min..max.
+6. trough (with a Reversion state only): let a scale-down the down-window holds go ahead when the forecast expects
+   the usual demand to stay low long enough to repay restarting the replicas;
+7. rate limits per decision; 8. clamp to replicas.min..max.
 
 The spill fraction then follows from demand against the replicas that are ready and will stay.
 """
@@ -25,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from costpolicy.breakeven import break_even
+from costpolicy.daily import DailyProfile
 from costpolicy.decision import Action, Costs, Decision, Flags, Reason, Recommendation, Stage, StageName
 from costpolicy.money import ONE, SECONDS_PER_HOUR, ZERO, ceil_int, fmt_money, quantize
 from costpolicy.pricing import (
@@ -53,11 +58,13 @@ def decide(
     history: Sequence[Recommendation],
     now: datetime,
     reversion: Reversion | None = None,
+    profile: DailyProfile | None = None,
 ) -> Decision:
     """Decide replicas and spill for one deployment at `now`. Same inputs, same Decision.
 
     `reversion` is the demand forecast's state (costpolicy.reversion.observe, fed by the caller); None: no forecast
-    stage, decisions as without one."""
+    or trough stage, decisions as without one. `profile` is the daily profile (costpolicy.daily.observe); None or not
+    yet trusted: no prewarm stage."""
     current = snapshot.replicas.current
     demand = snapshot.demand
     if demand is None:
@@ -85,9 +92,16 @@ def decide(
     if cost_mode and reversion is not None and raw.reason is Reason.SELF_HOSTED_CHEAPER and rec > current:
         stages.append(payback_stage(spec, snapshot, load, api, reversion, rec))
         rec = stages[-1].replicas
+    if cost_mode and spec.replicas.pinned is None and profile is not None and profile.trusted:
+        stages.append(prewarm_stage(spec, snapshot, load, api, profile, now, rec))
+        rec = stages[-1].replicas
     new_history = _record(history, rec, now, _longest_window(spec))
     if spec.replicas.pinned is None:  # a pin is the user's explicit word: no windows, no rate limits
         stages.append(_stabilize(spec, new_history, current, rec, now))
+        held = stages[-1].replicas
+        window = spec.policy.scale_down_stabilization_seconds
+        if cost_mode and reversion is not None and rec < held and _window_values(new_history, now, window)[1]:
+            stages.append(trough_stage(spec, load, api, reversion, rec, held))
         stages.append(_rate_limit(spec, current, stages[-1].replicas))
     stages.append(_clamp(spec, stages[-1].replicas))
     final = stages[-1].replicas
@@ -333,6 +347,99 @@ def payback_stage(
         f"keeping {current} replica(s): {rec} would save {fmt_money(saving)} over the expected peak, not the "
         f"{fmt_money(warming)} {new} new replica(s) cost while warming ({trend})",
     )
+
+
+def prewarm_stage(
+    spec: CostSpec, snapshot: Snapshot, load: Load, api: _APIAllowance, profile: DailyProfile, now: datetime, rec: int
+) -> Stage:
+    """The daily profile: plan now for the demand expected one cold start ahead (demand now plus the rise this time
+    of day brings, weighed by the profile's skill), so replicas started now are ready when the ramp arrives instead
+    of warming while it spills. The count at that demand must beat `rec` by the margin, as the raw and margin
+    stages would ask when the ramp is there. Only raises the count: a fall is the other stages' business."""
+    cold = spec.cold_start_seconds
+    skill = quantize(profile.skill, 2)
+    change = profile.change(now, cold)
+    total = load.demand.total_tps
+    if change <= 0 or total <= 0:
+        why = f"no daily ramp expected in the next {cold} s (profile skill {skill})"
+        return Stage(StageName.PREWARM, rec, Reason.UNCHANGED, why)
+    ahead = _rescaled(spec, load, total + change)
+    billed = snapshot.replicas.billed
+    best = _cheapest(spec, ahead, billed, api.max_spill)
+    rise = f"+{quantize(change, 0)} tok/s in the next {cold} s at this time of day (profile skill {skill})"
+    if best is None or best[0] <= rec:
+        return Stage(StageName.PREWARM, rec, Reason.UNCHANGED, f"the daily ramp ({rise}) needs no more replicas")
+    n, cost = best
+    changed = (n - rec) * replica_cost_per_hour(spec) + (overhead_per_hour(spec) if rec == 0 else ZERO)
+    saving = plan_cost_per_hour(spec, ahead, rec, billed_now=billed) - cost
+    if saving <= spec.policy.break_even_margin * changed:
+        why = f"the daily ramp ({rise}) makes {n} replica(s) cheaper only within the margin"
+        return Stage(StageName.PREWARM, rec, Reason.UNCHANGED, why)
+    why = f"{n} replica(s): starting {n - rec} a cold start ahead of the daily ramp ({rise})"
+    return Stage(StageName.PREWARM, n, Reason.DAILY_RAMP, why)
+
+
+def trough_stage(spec: CostSpec, load: Load, api: _APIAllowance, reversion: Reversion, rec: int, held: int) -> Stage:
+    """The forecast, on a scale-down the down-window holds at `held`: the replicas above `rec` served a peak that is
+    over when the one-hour base and the twelve-hour level are both demands that fewer replicas serve cheaper (steady
+    state). Then the lowest such count goes ahead inside the window if the expected trough repays a restart: its
+    hourly saving beyond the margin band (the margin stage's `breakEvenMargin` × the hourly cost of the replicas
+    removed), summed in 60 s steps for as long as it stays positive (6 h at most), must exceed what restarting them
+    would cost when demand returns: their cold start, plus the overhead when none would run, plus the spill while
+    they warm. Where the usual still needs the held replicas, the window keeps its meaning."""
+    if not reversion.trusted:
+        why = f"forecast not trusted yet ({reversion.pairs} of {MIN_PAIRS} demand pairs)"
+        return Stage(StageName.TROUGH, held, Reason.UNCHANGED, why)
+    total = load.demand.total_tps
+    if total <= 0:
+        return Stage(StageName.TROUGH, held, Reason.UNCHANGED, "no demand now: no mix to price the usual demand at")
+    hours = int(LEVEL_SECONDS) // 3600
+    base, level = quantize(reversion.base, 0), quantize(reversion.level, 0)
+    usual = max(
+        _usual_count(spec, load, api, reversion.base, held), _usual_count(spec, load, api, reversion.level, held)
+    )
+    if usual >= held:
+        why = f"the 1 h base ({base} tok/s) or the {hours} h level ({level} tok/s) still needs {held} replica(s)"
+        return Stage(StageName.TROUGH, held, Reason.UNCHANGED, why)
+    cold = Decimal(spec.cold_start_seconds)
+    step = Decimal(FORECAST_STEP_SECONDS)
+    for lower in range(max(rec, usual), held):
+        if load.spill(spec, lower) > api.max_spill:
+            continue
+        removed = (held - lower) * replica_cost_per_hour(spec) + (overhead_per_hour(spec) if lower == 0 else ZERO)
+        band = spec.policy.break_even_margin * removed
+        restart = removed * cold / SECONDS_PER_HOUR
+        saving, t = ZERO, ZERO
+        while t < FORECAST_HORIZON_SECONDS:
+            ahead = _rescaled(spec, load, reversion.expected(total, t))
+            hourly = _steady_cost(spec, ahead, held) - _steady_cost(spec, ahead, lower) - band
+            if hourly <= 0:
+                break
+            saving += hourly * step / SECONDS_PER_HOUR
+            t += step
+        if t < FORECAST_HORIZON_SECONDS:  # the trough is expected to end: the restart warms while demand spills
+            for _ in range(ceil_int(cold / step)):
+                ahead = _rescaled(spec, load, reversion.expected(total, t))
+                spilled = _steady_cost(spec, ahead, lower) - _steady_cost(spec, ahead, held)
+                restart += max(ZERO, spilled) * step / SECONDS_PER_HOUR
+                t += step
+        if saving > restart:
+            return Stage(
+                StageName.TROUGH,
+                lower,
+                Reason.TROUGH_REPAYS_RESTART,
+                f"{lower} replica(s) inside the {spec.policy.scale_down_stabilization_seconds} s window: the 1 h base "
+                f"({base} tok/s) and the {hours} h level ({level} tok/s) need no more, and the expected trough saves "
+                f"{fmt_money(saving)}, more than the {fmt_money(restart)} a restart would cost",
+            )
+    why = f"the expected trough does not repay restarting {held - max(rec, usual)} replica(s)"
+    return Stage(StageName.TROUGH, held, Reason.UNCHANGED, why)
+
+
+def _usual_count(spec: CostSpec, load: Load, api: _APIAllowance, demand_tps: Decimal, held: int) -> int:
+    """The count that serves `demand_tps` (at the mix of `load`) cheapest in steady state, with `held` running."""
+    best = _cheapest(spec, _rescaled(spec, load, demand_tps), held, api.max_spill)
+    return spec.replicas.max + 1 if best is None else best[0]
 
 
 def _rescaled(spec: CostSpec, load: Load, total_tps: Decimal) -> Load:

@@ -19,6 +19,8 @@ class Reason(StrEnum):
     WITHIN_MARGIN = "WithinMargin"  # the margin kept the current count: the change would not save enough
     BEYOND_MARGIN = "BeyondMargin"  # the change saves more than the margin: it goes ahead
     PEAK_TOO_SHORT = "PeakTooShort"  # the forecast: the peak is expected to end before it repays the cold start
+    DAILY_RAMP = "DailyRamp"  # the daily profile: replicas start a cold start ahead of the ramp this time of day brings
+    TROUGH_REPAYS_RESTART = "TroughRepaysRestart"  # the forecast: a scale-down within the window pays for a restart
     UNCHANGED = "Unchanged"  # a stage that had nothing to do (stable, within rate limits, within bounds)
     SCALE_UP_STABILIZING = "ScaleUpStabilizing"
     SCALE_DOWN_STABILIZING = "ScaleDownStabilizing"
@@ -42,12 +44,14 @@ class Action(StrEnum):
 
 
 class StageName(StrEnum):
-    """The pipeline's steps, in order (as the HPA's: recommend, stabilise, rate-limit, clamp; with a forecast)."""
+    """The pipeline's steps, in order (as the HPA's: recommend, stabilise, rate-limit, clamp; with forecasts)."""
 
     RAW = "raw"
     MARGIN = "margin"
     FORECAST = "forecast"
+    PREWARM = "prewarm"
     STABILIZATION = "stabilization"
+    TROUGH = "trough"
     RATE_LIMIT = "rateLimit"
     CLAMP = "clamp"
 

@@ -392,7 +392,11 @@ class Policy(SpecModel):
         ge=0,
         le=MAX_SECONDS,
         strict=True,
-        description="Scale down only to the highest count recommended over this window.",
+        description=(
+            "Scale down only to the highest count recommended over this window; the one exception is a trusted "
+            "demand forecast whose usual demand needs fewer replicas for long enough to repay restarting them "
+            "(decision stage trough, reason TroughRepaysRestart; see docs/cost-model.md)."
+        ),
     )
     scale_up_max_step: Whole = Field(
         default=4,

@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from costpolicy import Demand, Recommendation, ReplicaState, Snapshot, decide
+from costpolicy.daily import MIN_PAIRS, DailyProfile
 from costpolicy.pricing import Load, plan_cost_per_hour
+from costpolicy.reversion import Reversion
 from tests.costpolicy.conftest import NOW, make_spec
 
 tps = st.decimals(min_value=0, max_value=200_000, places=1, allow_nan=False, allow_infinity=False)
@@ -109,3 +111,36 @@ def test_constant_input_never_flaps(i, o, start, mode):
     downs = any(b < a for a, b in itertools.pairwise(counts))
     assert not (ups and downs), counts
     assert counts[-1] == counts[-2] == counts[-30]
+
+
+RAMP_PROFILE = DailyProfile(
+    means=tuple(Decimal(m) for m in [300] * 8 + [6000, 12000] + [12000] * 10 + [6000] + [300] * 3),
+    sxy=Decimal(100),
+    sxx=Decimal(100),
+    syy=Decimal(100),
+    pairs=2 * MIN_PAIRS,
+)  # a skilled profile with a morning ramp and an evening fall
+LEARNED = Reversion(base=Decimal(2000), level=Decimal(1500), sxy=Decimal(50), sxx=Decimal(100), pairs=500,
+                    drift_sxy=Decimal(50), drift_sxx=Decimal(100))  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    i=tps,
+    o=tps,
+    current=replicas,
+    entries=history_entries,
+    minute=st.integers(min_value=0, max_value=24 * 60 - 1),
+    reversion=st.sampled_from([None, Reversion(), LEARNED]),
+)
+def test_a_daily_profile_only_ever_adds_replicas(i, o, current, entries, minute, reversion):
+    """The prewarm stage raises the count for a ramp ahead and never lowers it: whatever the time of day, the other
+    stages (stabilisation, the trough) included, a profile never leaves fewer replicas than no profile."""
+    spec = make_spec()
+    now = NOW.replace(hour=0, minute=0) + timedelta(minutes=minute)
+    snap = Snapshot(now, ReplicaState(current, current), Demand(i, o))
+    history = tuple(Recommendation(r.since - (NOW - now), r.replicas) for r in _history(entries))
+    with_profile = decide(spec, snap, history, now, reversion, RAMP_PROFILE)
+    without = decide(spec, snap, history, now, reversion)
+    assert with_profile.replicas >= without.replicas
+    assert with_profile.spill_fraction <= without.spill_fraction

@@ -1,5 +1,7 @@
-"""The demand forecast (costpolicy.reversion) and decide()'s forecast stage: a peak too short to repay a replica's
-cold start is waited out on the API; a persistent rise, or a usual that self-hosting serves, is not."""
+"""The demand forecast (costpolicy.reversion) and the decide() stages it drives: the forecast stage waits out a peak
+too short to repay a replica's cold start (a persistent rise, or a usual that self-hosting serves, is not waited
+out); the trough stage lets a scale-down the down-window holds go ahead when the usual demand needs fewer replicas
+and the expected trough repays a restart."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from costpolicy import Demand, Reason, ReplicaState, Snapshot, StageName, decide
+from costpolicy import Demand, Reason, Recommendation, ReplicaState, Snapshot, StageName, decide
 from costpolicy.reversion import DRIFT_EVERY, LAG_SECONDS, MIN_DRIFT_PAIRS, MIN_PAIRS, Reversion, observe
 from tests.costpolicy.conftest import NOW, make_spec
 
@@ -188,7 +190,9 @@ def test_no_forecast_is_todays_decision() -> None:
     [MIX.scaled(D(100) / MIX.total_tps), MIX.scaled(D(40000) / MIX.total_tps)],
     ids=["below break-even", "far above"],
 )
-def test_forecast_never_touches_a_scale_down_or_hold(demand: Demand) -> None:
+def test_forecast_never_touches_a_scale_down_or_hold_on_lost_history(demand: Demand) -> None:
+    """Without a history covering the down-window (a restart), the forecast changes no scale-down or hold: the
+    trough stage acts only on what the window's own recommendations hold."""
     spec = make_spec()
     for current in (0, 3):
         snapshot = Snapshot(NOW, ReplicaState(current, current), demand)
@@ -196,3 +200,67 @@ def test_forecast_never_touches_a_scale_down_or_hold(demand: Demand) -> None:
         without = decide(spec, snapshot, (), NOW)
         if with_forecast.recommended_replicas <= current:
             assert with_forecast == without
+
+
+# ---- decide()'s trough stage ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TroughCase:
+    name: str
+    reversion: Reversion
+    demand: int  # tok/s now, at MIX: 3,000 is one replica's work, 11,000 two's
+    held_since: int | None = 1000  # seconds ago the down-window's higher count was recommended (None: no history)
+    current: int = 2
+    spec: dict[str, Any] = field(default_factory=dict)
+    replicas: int = 2
+    reason: Reason = Reason.SCALE_DOWN_STABILIZING
+    message: str | None = None  # in the trough stage's message; None: no trough stage
+
+
+def usual(base: int, level: int, persistence: str = "0.5", pairs: int = 200) -> Reversion:
+    return reversion(persistence, level=level, base=base, pairs=pairs)
+
+
+TROUGH_CASES = [
+    TroughCase("the base and the level need one replica: the second goes inside the window", usual(3000, 3000),
+               3000, replicas=1, reason=Reason.TROUGH_REPAYS_RESTART, message="1 replica(s) inside the 900 s window"),
+    TroughCase("the hour's base still needs two: the window holds", usual(11000, 3000), 3000,
+               message="still needs 2 replica(s)"),
+    TroughCase("the twelve-hour level still needs two: the window holds", usual(3000, 11000), 3000,
+               message="still needs 2 replica(s)"),
+    TroughCase("an untrusted forecast: the window holds", usual(3000, 3000, pairs=MIN_PAIRS - 1), 3000,
+               message="not trusted yet"),
+    TroughCase("a restart (history shorter than the window): never a scale-down", usual(3000, 3000), 3000,
+               held_since=None),
+    TroughCase("a dip that soon returns to a usual just below break-even: the window holds",
+               usual(520, 520, persistence="0.2"), 300, current=1, replicas=1, message="does not repay"),
+    TroughCase("the same dip, lasting: the replica goes", usual(520, 520, persistence="0.8"), 300, current=1,
+               replicas=0, reason=Reason.TROUGH_REPAYS_RESTART, message="0 replica(s) inside"),
+    TroughCase("no demand now: no mix to price the usual at", usual(3000, 3000), 0, message="no demand now"),
+    TroughCase("the user's step limit still binds", usual(3000, 3000), 3000, current=3,
+               spec={"policy.scaleDownMaxStep": 1}, replicas=2, reason=Reason.SCALE_DOWN_RATE_LIMITED,
+               message="1 replica(s) inside the 900 s window"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", TROUGH_CASES, ids=lambda c: c.name)
+def test_trough_stage(case: TroughCase) -> None:
+    spec = make_spec(**case.spec)
+    demand = MIX.scaled(D(case.demand) / MIX.total_tps)
+    history = (
+        () if case.held_since is None else (Recommendation(NOW - timedelta(seconds=case.held_since), case.current),)
+    )
+    snapshot = Snapshot(NOW, ReplicaState(case.current, case.current), demand)
+    decision = decide(spec, snapshot, history, NOW, case.reversion)
+    assert decision.replicas == case.replicas
+    assert decision.reason is case.reason
+    troughs = [s for s in decision.stages if s.name is StageName.TROUGH]
+    if case.message is None:
+        assert troughs == []
+    else:
+        (trough,) = troughs
+        assert case.message in trough.message
+    if case.reason is Reason.TROUGH_REPAYS_RESTART:
+        without = decide(spec, snapshot, history, NOW)
+        assert without.replicas == case.current and without.reason is Reason.SCALE_DOWN_STABILIZING

@@ -15,6 +15,7 @@ import yaml
 
 from costpolicy.spec import CostSpec
 from crossover.api.v1alpha1 import InferenceDeployment
+from crossover.sim.bench import WHY_MISSED, Case, render
 from crossover.sim.model import Demands, SimConfig, View, simulate
 from crossover.sim.outputs import COLUMNS
 from crossover.sim.policies import POLICIES, run_policy
@@ -172,3 +173,35 @@ def test_cli_writes_the_exact_columns_and_refuses_bad_files(tmp_path: Path) -> N
                              text=True, check=False)  # fmt: skip
     assert refused.returncode == 2 and "unknown header" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+class FourReplicas:
+    """Four replicas whatever the demand, spilling: dearer than the optimum on any trace."""
+
+    name = "cost-aware"
+    spills = True
+
+    def initial(self, spec: CostSpec) -> int:
+        return 4
+
+    def decide(self, view: View) -> tuple[int, str]:
+        return 4, "Test"
+
+
+def test_results_say_which_goal_cases_miss_and_why(flat: Demands, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = manifest()
+    body["spec"]["api"]["pricing"] = {"inputPerMillion": "10", "outputPerMillion": "20"}  # self-hosting pays
+    spec = cost_spec(body)
+    results = {p: run_policy(p, spec, flat) for p in POLICIES}
+    results["cost-aware"] = results["offline-optimum"]  # a policy as good as the optimum meets the goal
+    met = Case("m", "t", Decimal(8), 550.0, results, spec)
+    assert met.trivial is None and met.goal_met
+    assert "Where the goal is missed" not in render([met])
+    missed = Case("m", "t", Decimal(8), 550.0, {**results, "cost-aware": simulate(spec, flat, FourReplicas())}, spec)
+    assert not missed.goal_met
+    text = render([met, missed])
+    assert "met in 1." in text
+    assert f"- m / t at 8× b/e: cost-aware {missed.ratio('cost-aware'):.3f}× the optimum" in text
+    assert "not explained yet." in text
+    monkeypatch.setitem(WHY_MISSED, ("m", "t", Decimal(8)), "four replicas for a one-replica load.")
+    assert "the optimum (api-only" in render([missed]) and "four replicas for a one-replica load." in render([missed])

@@ -439,6 +439,35 @@ class ColdStartStatus(StatusModel):
     starts: list[ColdStartRecord] = Field(default_factory=list)
 
 
+class DailyProfileStatus(StatusModel):
+    """The daily profile decide() pre-warms ramps with (costpolicy.daily), persisted so a restarted operator keeps
+    what it learned. Demand in tokens per second (input + output), sums in (tokens per second)²."""
+
+    means: dict[str, StatusDecimal] = Field(
+        default_factory=dict,
+        description="Mean demand per hour of the day, keyed by its UTC start (HH:MM), averaged over days; an hour "
+        "not yet seen long enough is absent (unknown, not zero).",
+    )
+    bin_start: datetime | None = Field(default=None, description="Start of the hour being accumulated.")
+    bin_sum: StatusDecimal = Field(default=Decimal(0), description="Demand x seconds in that hour so far.")
+    bin_seconds: StatusDecimal = Field(default=Decimal(0), description="Seconds of that hour covered by readings.")
+    sxy: SignedDecimal = Field(default=Decimal(0), description="Decayed sum of expected x actual change over 600 s.")
+    sxx: StatusDecimal = Field(default=Decimal(0), description="Decayed sum of the expected change squared.")
+    syy: StatusDecimal = Field(default=Decimal(0), description="Decayed sum of the actual change squared.")
+    pairs: int = Field(default=0, ge=0, description="(expected, actual) change pairs learned from; trusted from 288.")
+    anchor_at: datetime | None = Field(default=None, description="When the pending prediction was made.")
+    anchor_demand: StatusDecimal = Field(default=Decimal(0), description="Demand when it was made.")
+    anchor_change: SignedDecimal | None = Field(
+        default=None, description="The change over the next 600 s the profile then expected (absent: unknown)."
+    )
+    seen_at: datetime | None = Field(default=None, description="The newest demand reading learned from.")
+    skill: StatusDecimal | None = Field(
+        default=None,
+        description="Derived, for people: share of the profile's expected change its track record supports, 0..1 "
+        "(0 until trusted: no pre-warm).",
+    )
+
+
 class ForecastStatus(StatusModel):
     """The demand forecast decide() waits out short peaks with (costpolicy.reversion), persisted so a restarted
     operator keeps what it learned. Demand in tokens per second (input + output), sums in (tokens per second)²."""
@@ -461,6 +490,10 @@ class ForecastStatus(StatusModel):
     )
     drift: StatusDecimal | None = Field(
         default=None, description="Derived, for people: share of base - level left 7200 s later (1 until trusted)."
+    )
+    daily: DailyProfileStatus | None = Field(
+        default=None,
+        description="The daily profile: what each hour of the day usually brings, and how well it has predicted.",
     )
 
 

@@ -6,10 +6,12 @@ import dataclasses
 from decimal import Decimal
 from typing import Any
 
+from costpolicy.daily import BIN_SECONDS, BINS, DailyProfile
 from costpolicy.decision import Action, Decision, Recommendation
 from costpolicy.money import quantize
 from costpolicy.reversion import Reversion
 from crossover.api.v1alpha1 import (
+    DailyProfileStatus,
     DecisionRecord,
     ForecastStatus,
     InferenceDeploymentStatus,
@@ -57,6 +59,9 @@ def recommendations_to_status(history: tuple[Recommendation, ...]) -> list[Recom
 
 # the forecast's state, field by field: Reversion's fields are ForecastStatus's (status adds two derived ones)
 FORECAST_STATE = tuple(f.name for f in dataclasses.fields(Reversion))
+# the daily profile's likewise, its means apart (status keys them by the hour's start and leaves unknown ones out)
+PROFILE_STATE = tuple(f.name for f in dataclasses.fields(DailyProfile) if f.name != "means")
+HOUR_KEYS = tuple(f"{i * BIN_SECONDS // 3600:02d}:{i * BIN_SECONDS % 3600 // 60:02d}" for i in range(BINS))
 
 
 def reversion_from_status(status: InferenceDeploymentStatus) -> Reversion:
@@ -67,11 +72,29 @@ def reversion_from_status(status: InferenceDeploymentStatus) -> Reversion:
     return Reversion(**{name: getattr(kept, name) for name in FORECAST_STATE})
 
 
-def reversion_to_status(reversion: Reversion) -> ForecastStatus:
+def profile_from_status(status: InferenceDeploymentStatus) -> DailyProfile:
+    """The daily profile as the last status left it; a fresh one (nothing learned) when there is none."""
+    kept = status.forecast.daily if status.forecast is not None else None
+    if kept is None:
+        return DailyProfile()
+    return DailyProfile(
+        means=tuple(kept.means.get(key) for key in HOUR_KEYS), **{name: getattr(kept, name) for name in PROFILE_STATE}
+    )
+
+
+def forecast_to_status(reversion: Reversion, profile: DailyProfile | None = None) -> ForecastStatus:
+    daily = None
+    if profile is not None:
+        daily = DailyProfileStatus(
+            means={key: mean for key, mean in zip(HOUR_KEYS, profile.means, strict=True) if mean is not None},
+            **{name: getattr(profile, name) for name in PROFILE_STATE},
+            skill=quantize(profile.skill),
+        )
     return ForecastStatus(
         **{name: getattr(reversion, name) for name in FORECAST_STATE},
         persistence=quantize(reversion.persistence),
         drift=quantize(reversion.drift),
+        daily=daily,
     )
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from costpolicy import Decision, ReplicaState, Snapshot, decide
+from costpolicy.daily import DailyProfile
+from costpolicy.daily import observe as learn_daily
 from costpolicy.money import quantize
 from costpolicy.reversion import Reversion
 from costpolicy.reversion import observe as learn_demand
@@ -42,12 +44,13 @@ from crossover.reconcile.routing import routing_status
 from crossover.reconcile.status import (
     decision_record,
     dump,
+    forecast_to_status,
     next_history,
     percent,
+    profile_from_status,
     recommendations_from_status,
     recommendations_to_status,
     reversion_from_status,
-    reversion_to_status,
 )
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,7 @@ class _Observed:
     access: APIAccess  # whether routers may call the API with the key
     router_role: str  # the ClusterRole the routers' RoleBinding grants (the chart creates it)
     reversion: Reversion  # the demand forecast, with this reconcile's reading learned
+    profile: DailyProfile  # the daily profile, likewise
 
 
 @dataclass(frozen=True)
@@ -168,8 +172,8 @@ def reconcile(
     reading = metrics.read(resource.namespace, resource.name, spec, now)
     observations = observe(spec, previous, engine, reading, now)
     snapshot = _snapshot(engine, reading, previous, now, observations.demand, api_blocked=not access.usable)
-    reversion = _learn(reversion_from_status(previous), reading, snapshot.observed_at)
-    decision = decide(observations.cost_spec, snapshot, recommendations_from_status(previous), now, reversion)
+    reversion, profile = _learn(previous, reading, snapshot.observed_at)
+    decision = decide(observations.cost_spec, snapshot, recommendations_from_status(previous), now, reversion, profile)
     seen = _Observed(
         resource,
         spec,
@@ -183,6 +187,7 @@ def reconcile(
         access,
         router.cluster_role,
         reversion,
+        profile,
     )
 
     scaled_to, events = None, [Event(kind, reason, message) for kind, reason, message in observations.notes]
@@ -276,13 +281,18 @@ def _snapshot(
     )
 
 
-def _learn(reversion: Reversion, reading: MetricsReading, observed_at: datetime) -> Reversion:
-    """The forecast learns from the demand Prometheus measured (not the saturation guard's raised planning figure,
-    which is a guess about queued demand, not traffic), at the snapshot's time, only when it is known (unknown is
-    never zero); a reading two reconciles share (one Prometheus round) counts once."""
+def _learn(
+    previous: InferenceDeploymentStatus, reading: MetricsReading, observed_at: datetime
+) -> tuple[Reversion, DailyProfile]:
+    """The demand forecast and the daily profile as status kept them, having learned the demand Prometheus measured
+    (not the saturation guard's raised planning figure, which is a guess about queued demand, not traffic), at the
+    snapshot's time, only when it is known (unknown is never zero); a reading two reconciles share (one Prometheus
+    round) counts once."""
+    reversion, profile = reversion_from_status(previous), profile_from_status(previous)
     if reading.demand is None:
-        return reversion
-    return learn_demand(reversion, observed_at, reading.demand.total_tps)
+        return reversion, profile
+    total = reading.demand.total_tps
+    return learn_demand(reversion, observed_at, total), learn_daily(profile, observed_at, total)
 
 
 def _ready(seen: _Observed, decision: Decision) -> cond.DesiredCondition:
@@ -423,7 +433,7 @@ def _status(seen: _Observed, decision: Decision, applied: int) -> tuple[Inferenc
         signals=seen.observations.signals,
         capacity=seen.observations.capacity,
         cold_start=seen.observations.cold_start,
-        forecast=reversion_to_status(seen.reversion),
+        forecast=forecast_to_status(seen.reversion, seen.profile),
     )
     return status, events
 

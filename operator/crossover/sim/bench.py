@@ -23,6 +23,33 @@ VOLUMES = (Decimal("0.5"), Decimal(2), Decimal(8))  # multiples of the first rep
 NON_CLAIRVOYANT = ("cost-aware", "api-only", "static-peak", "hpa-util", "hpa-util-spill")
 GOAL_RATIO = Decimal("1.05")  # issue 15's goal (it was 1.10)
 
+# Why a goal case misses, as the last investigation found it (issue 15). RESULTS.md prints an entry only while its
+# case misses; a case that misses without one is listed as not explained. Text, not arithmetic: nothing here moves a
+# number.
+WHY_MISSED: dict[tuple[str, str, Decimal], str] = {
+    ("llama-70b-2xh100-vs-large", "azure_llm_2023_conv", Decimal(8)): (
+        "cost-aware keeps 2 replicas all hour, as static-peak does. The optimum drops the second for the last 12 "
+        "minutes (from minute 46.5), where demand hovers between 0.85 and 1.12 replicas' work, about the second "
+        "replica's break-even (1.11 at this mix). Cost-aware's raw stage asks for 1 replica from minute 48.5, and the "
+        "example's `scaleDownStabilizationSeconds: 1200` holds the second past the trace's end. Nothing it can see "
+        "tells that last dip from the one at minutes 38 to 43, which came back above the break-even; the same policy "
+        "with a shorter window pays for restarts over a 600 s cold start (600 s: 1.254×, 300 s: 1.224×, 0: 1.256×). "
+        "The trough stage, which may act inside the window, needs a trusted forecast (12 pairs of readings 600 s "
+        "apart: two hours), and the one-hour trace with its 30-minute warm-up gives 9; trusted, its gate would still "
+        "refuse, since the hour's base and the level need 2 replicas."
+    ),
+    ("owned-a100-amortised", "azure_llm_2023_conv", Decimal(8)): (
+        "the optimum runs a fifth replica from minute 16.5 (ready at 20.5) to 28.5 for a surge, and 3 replicas for "
+        "the last 11 minutes. Cost-aware sees the surge through a 120 s rate window and a 60 s scale-up window, adds "
+        "the fifth replica at minute 29, when demand has already fallen back below four replicas' work, and the "
+        "default 900 s scale-down window keeps it, ready from minute 33 and seldom needed, until minute 49; the same "
+        "window keeps 4 replicas where the optimum has 3 at the end (the fourth breaks even at 3.27 replicas' work, "
+        "demand there is 2.7 to 3.6). Other windows do not reach the goal either (600 s: 1.063×, 300 s: 1.099×, 0: "
+        "1.132×). The forecast is never trusted in one hour (see the 70B case), so neither the forecast stages nor "
+        "the daily profile act."
+    ),
+}
+
 
 @dataclass(frozen=True)
 class Case:
@@ -117,6 +144,18 @@ def render(cases: list[Case]) -> str:
         f"late) on the {len(goal_rows)} cases where the optimum is neither trivially all-API nor a constant "
         f"self-hosted fleet: met in {met}.",
         "",
+    ]
+    missed = [c for c in goal_rows if not c.goal_met]
+    if missed:
+        lines += ["Where the goal is missed, and why:", ""]
+        for c in missed:
+            why = WHY_MISSED.get((c.manifest, c.trace, c.multiple), "not explained yet.")
+            lines.append(
+                f"- {c.manifest} / {c.trace} at {c.multiple}× b/e: cost-aware {c.ratio('cost-aware'):.3f}× the "
+                f"optimum (api-only {c.ratio('api-only'):.3f}×, static-peak {c.ratio('static-peak'):.3f}×): {why}"
+            )
+        lines.append("")
+    lines += [
         "| manifest | trace | volume | mean tok/s | policy | cost | vs opt | late | scale events |",
         "|---|---|---|---:|---|---:|---:|---:|---:|",
     ]

@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from costpolicy.daily import DailyProfile
+from costpolicy.daily import observe as learn_daily
 from costpolicy.decide import decide
 from costpolicy.decision import Reason, Recommendation
 from costpolicy.pricing import FloatCapacity
@@ -20,8 +22,8 @@ from crossover.sim.optimum import offline_optimum
 
 @dataclass
 class CostAware:
-    """The operator's own policy: costpolicy.decide, fed exactly as the operator feeds it (the demand forecast
-    learns from each known reading of demand, at the time it was observed)."""
+    """The operator's own policy: costpolicy.decide, fed exactly as the operator feeds it (the demand forecast and
+    the daily profile learn from each known reading of demand, at the time it was observed)."""
 
     spec: CostSpec
     name: str = "cost-aware"
@@ -29,6 +31,7 @@ class CostAware:
     history: tuple[Recommendation, ...] = ()
     forecast: bool = True
     reversion: Reversion = field(default_factory=Reversion)
+    profile: DailyProfile = field(default_factory=DailyProfile)
 
     def initial(self, spec: CostSpec) -> int:
         return spec.replicas.min
@@ -49,7 +52,9 @@ class CostAware:
         )
         if demand is not None:
             self.reversion = observe(self.reversion, snapshot.observed_at, demand.total_tps)
-        decision = decide(self.spec, snapshot, self.history, now, self.reversion if self.forecast else None)
+            self.profile = learn_daily(self.profile, snapshot.observed_at, demand.total_tps)
+        forecasts = (self.reversion, self.profile) if self.forecast else (None, None)
+        decision = decide(self.spec, snapshot, self.history, now, *forecasts)
         self.history = decision.history
         return (decision.replicas if decision.actuate else view.current), decision.reason.value
 
