@@ -2,9 +2,10 @@
 
 Why: glibc keeps freed chunks in its arenas instead of returning them, and a burst of API traffic (the first pass
 over 1,000 InferenceDeployments held hundreds of API-server connections open at once, each with asyncio's 256 KiB
-TLS read buffer) leaves many behind. `malloc_trim(0)` hands glibc's free pages back; it is glibc-only and cheap (milliseconds),
-so a daemon thread calls it every minute. Elsewhere (musl, macOS) it is a no-op. It cannot return pymalloc's partly
-used arenas: keeping the first pass's peak of small objects low is what keeps those few (docs/operator-scale.md).
+TLS read buffer) leaves many behind. `malloc_trim(0)` hands glibc's free pages back; it is glibc-only and cheap
+(milliseconds), so a daemon thread calls it every minute. Elsewhere (musl, macOS) it is a no-op. It cannot return
+pymalloc's partly used arenas: keeping the first pass's peak of small objects low is what keeps those few
+(docs/operator-scale.md).
 
 Before trimming, the thread runs a full garbage collection. With a few hundred thousand long-lived objects (kopf's
 per-object memories, the watches' bodies), Python's oldest generation is collected only rarely, and the garbage it
