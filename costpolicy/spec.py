@@ -381,11 +381,15 @@ class Policy(SpecModel):
         ),
     )
     scale_up_stabilization_seconds: Whole = Field(
-        default=60,
+        default=120,
         ge=0,
         le=MAX_SECONDS,
         strict=True,
-        description="Scale up only to the lowest count recommended over this window.",
+        description=(
+            "Scale up only to the lowest count recommended over this window. The default matches the operator's "
+            "default 120 s rate window: a new replica costs its cold start and is then held for the down-window, "
+            "so it is started only for demand that has asked for it over a whole rate window."
+        ),
     )
     scale_down_stabilization_seconds: Whole = Field(
         default=900,

@@ -97,6 +97,11 @@ CASES = [
          replicas=4, recommended=0, reason=Reason.SCALE_DOWN_STABILIZING),
     Case("after the window, scale down", LOW, current=4, history=((2 * HOUR, 4), (timedelta(seconds=901), 0)),
          replicas=0, action=Action.SCALE_DOWN),
+    # the default up-window is the default 120 s rate window: a count asked for 90 s does not start replicas yet
+    Case("scale-up waits for the window", HIGH, current=1, history=((HOUR, 1), (timedelta(seconds=90), 4)),
+         replicas=1, recommended=4, reason=Reason.SCALE_UP_STABILIZING),
+    Case("after the window, scale up", HIGH, current=1, history=((HOUR, 1), (timedelta(seconds=121), 4)),
+         replicas=4, action=Action.SCALE_UP),
     Case("a restart with no history never scales down", LOW, current=4,
          replicas=4, reason=Reason.SCALE_DOWN_STABILIZING),
     Case("scale-up is rate limited", HIGH.scaled(D(3)), spec={"replicas.max": 16},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from costpolicy.spec import CostSpec
 from crossover.api.v1alpha1 import InferenceDeployment
 from crossover.sim.bench import WHY_MISSED, Case, render
 from crossover.sim.model import Demands, SimConfig, View, simulate
+from crossover.sim.optimum import continuing_optimum
 from crossover.sim.outputs import COLUMNS
 from crossover.sim.policies import POLICIES, run_policy
 from crossover.sim.traces import TraceError, load_trace
@@ -205,3 +207,36 @@ def test_results_say_which_goal_cases_miss_and_why(flat: Demands, monkeypatch: p
     assert "not explained yet." in text
     monkeypatch.setitem(WHY_MISSED, ("m", "t", Decimal(8)), "four replicas for a one-replica load.")
     assert "the optimum (api-only" in render([missed]) and "four replicas for a one-replica load." in render([missed])
+
+
+def test_the_continuing_optimum_keeps_what_a_restart_would_cost_more_to_drop(tmp_path: Path) -> None:
+    body = manifest(cold_start=120)
+    body["spec"]["api"]["pricing"] = {"inputPerMillion": "10", "outputPerMillion": "20"}  # self-hosting pays
+    spec = cost_spec(body)
+    # 5 min at 1.0 busy (2 replicas), then 3 min at 0.6 busy, where 1 replica and the API are cheaper in steady state
+    # ($0.036/min of spill against $0.06/min for the second replica), but not by the $0.12 a restart costs
+    rows = [(60.0 * m, 500, 50) for m in range(5)] + [(60.0 * m, 300, 30) for m in range(5, 8)]
+    demands = Demands(load_trace(window_trace(tmp_path, rows)), NO_WARMUP)
+    optimum = run_policy("offline-optimum", spec, demands)
+    continuing = continuing_optimum(spec, demands)
+    assert [s.replicas_ready for s in optimum.steps] == [2] * 5 + [1] * 3  # the world ends: drop the second
+    assert [s.replicas_ready for s in continuing.steps] == [2] * 8  # the trace again follows: keep it
+    assert len(continuing.steps) == len(demands.rates)
+    assert continuing.effective(spec) > optimum.effective(spec)  # still a plan for the first pass: never cheaper
+    results = {p: run_policy(p, spec, demands) for p in POLICIES}
+    case = Case("m", "t", Decimal(8), 550.0, results, spec, continuing=continuing)
+    assert case.continuing_ratio() == results["cost-aware"].effective(spec) / continuing.effective(spec)
+    assert Case("m", "t", Decimal(8), 550.0, results, spec).continuing_ratio() is None
+
+
+def test_a_missed_goal_shows_the_continuing_optimum(flat: Demands) -> None:
+    body = manifest()
+    body["spec"]["api"]["pricing"] = {"inputPerMillion": "10", "outputPerMillion": "20"}
+    spec = cost_spec(body)
+    results = {p: run_policy(p, spec, flat) for p in POLICIES}
+    results["cost-aware"] = simulate(spec, flat, FourReplicas())
+    missed = Case("m", "t", Decimal(8), 550.0, results, spec, continuing=continuing_optimum(spec, flat))
+    ratio = missed.continuing_ratio()
+    assert ratio is not None and not missed.goal_met
+    assert f"; {ratio:.3f}× the continuing optimum, which plans for the trace going on" in render([missed])
+    assert "continuing optimum" not in render([dataclasses.replace(missed, continuing=None)])
