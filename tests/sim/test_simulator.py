@@ -7,6 +7,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,13 @@ def cost_spec(body: dict[str, Any]) -> CostSpec:
     return InferenceDeployment.model_validate(body).spec.cost_spec()
 
 
+def paying_spec(cold_start: int = 60) -> CostSpec:
+    """manifest() with an API at $10/$20 per M: self-hosting pays."""
+    body = manifest(cold_start=cold_start)
+    body["spec"]["api"]["pricing"] = {"inputPerMillion": "10", "outputPerMillion": "20"}
+    return cost_spec(body)
+
+
 def window_trace(tmp_path: Path, rows: list[tuple[float, float, float]]) -> Path:
     path = tmp_path / "windows.csv"
     lines = ["window_start_s,requests_per_s,input_tokens_per_s,output_tokens_per_s"]
@@ -76,20 +84,34 @@ def test_api_only_pays_token_prices(flat: Demands) -> None:
     assert result.replicas == 0 and result.overhead == 0
 
 
-class OneReplicaFromZero:
-    name = "one"
-    spills = False
+@dataclass
+class Fixed:
+    """A test policy: `start` replicas before the first decision, `replicas` at every decision."""
+
+    start: int
+    replicas: int
+    name: str
+    spills: bool
 
     def initial(self, spec: CostSpec) -> int:
-        return 0
+        return self.start
 
     def decide(self, view: View) -> tuple[int, str]:
-        return 1, "Test"
+        return self.replicas, "Test"
+
+
+def one_replica_from_zero() -> Fixed:
+    return Fixed(start=0, replicas=1, name="one", spills=False)
+
+
+def four_replicas() -> Fixed:
+    """Four replicas whatever the demand, spilling: dearer than the optimum on any trace."""
+    return Fixed(start=4, replicas=4, name="cost-aware", spills=True)
 
 
 def test_cold_start_is_billed_but_serves_nothing_and_excess_is_late_without_spill(flat: Demands) -> None:
     spec = cost_spec(manifest(cold_start=60))
-    result = simulate(spec, flat, OneReplicaFromZero())
+    result = simulate(spec, flat, one_replica_from_zero())
     first, second, _ = result.steps
     assert (first.replicas_billed, first.replicas_ready) == (1, 0)  # paying while warming
     assert first.self_input_tps == 0 and first.late_input_tps == 500 and first.late_output_tps == 50
@@ -104,10 +126,10 @@ def test_engines_can_warm_faster_than_the_manifest_declares(flat: Demands) -> No
     """engine_cold_start_s is the engines' behaviour (a lab replay measures it); the manifest's figure stays the
     policy's. Declared 120 s, engines ready after 60 s: the replica serves from the second minute."""
     spec = cost_spec(manifest(cold_start=120))
-    declared = simulate(spec, flat, OneReplicaFromZero())
+    declared = simulate(spec, flat, one_replica_from_zero())
     assert [s.replicas_ready for s in declared.steps] == [0, 0, 1]
     fast = Demands(flat.trace, SimConfig(**{**NO_WARMUP.__dict__, "engine_cold_start_s": 60.0}))
-    measured = simulate(spec, fast, OneReplicaFromZero())
+    measured = simulate(spec, fast, one_replica_from_zero())
     assert [s.replicas_ready for s in measured.steps] == [0, 1, 1]
     optimum = run_policy("offline-optimum", spec, fast)
     assert optimum.effective(spec) <= measured.effective(spec)  # still a lower bound under the same engines
@@ -177,29 +199,14 @@ def test_cli_writes_the_exact_columns_and_refuses_bad_files(tmp_path: Path) -> N
     assert len(refused.stderr.strip().splitlines()) == 1
 
 
-class FourReplicas:
-    """Four replicas whatever the demand, spilling: dearer than the optimum on any trace."""
-
-    name = "cost-aware"
-    spills = True
-
-    def initial(self, spec: CostSpec) -> int:
-        return 4
-
-    def decide(self, view: View) -> tuple[int, str]:
-        return 4, "Test"
-
-
 def test_results_say_which_goal_cases_miss_and_why(flat: Demands, monkeypatch: pytest.MonkeyPatch) -> None:
-    body = manifest()
-    body["spec"]["api"]["pricing"] = {"inputPerMillion": "10", "outputPerMillion": "20"}  # self-hosting pays
-    spec = cost_spec(body)
+    spec = paying_spec()
     results = {p: run_policy(p, spec, flat) for p in POLICIES}
     results["cost-aware"] = results["offline-optimum"]  # a policy as good as the optimum meets the goal
     met = Case("m", "t", Decimal(8), 550.0, results, spec)
     assert met.trivial is None and met.goal_met
     assert "Where the goal is missed" not in render([met])
-    missed = Case("m", "t", Decimal(8), 550.0, {**results, "cost-aware": simulate(spec, flat, FourReplicas())}, spec)
+    missed = Case("m", "t", Decimal(8), 550.0, {**results, "cost-aware": simulate(spec, flat, four_replicas())}, spec)
     assert not missed.goal_met
     text = render([met, missed])
     assert "met in 1." in text
@@ -210,9 +217,7 @@ def test_results_say_which_goal_cases_miss_and_why(flat: Demands, monkeypatch: p
 
 
 def test_the_continuing_optimum_keeps_what_a_restart_would_cost_more_to_drop(tmp_path: Path) -> None:
-    body = manifest(cold_start=120)
-    body["spec"]["api"]["pricing"] = {"inputPerMillion": "10", "outputPerMillion": "20"}  # self-hosting pays
-    spec = cost_spec(body)
+    spec = paying_spec(cold_start=120)
     # 5 min at 1.0 busy (2 replicas), then 3 min at 0.6 busy, where 1 replica and the API are cheaper in steady state
     # ($0.036/min of spill against $0.06/min for the second replica), but not by the $0.12 a restart costs
     rows = [(60.0 * m, 500, 50) for m in range(5)] + [(60.0 * m, 300, 30) for m in range(5, 8)]
@@ -230,11 +235,9 @@ def test_the_continuing_optimum_keeps_what_a_restart_would_cost_more_to_drop(tmp
 
 
 def test_a_missed_goal_shows_the_continuing_optimum(flat: Demands) -> None:
-    body = manifest()
-    body["spec"]["api"]["pricing"] = {"inputPerMillion": "10", "outputPerMillion": "20"}
-    spec = cost_spec(body)
+    spec = paying_spec()
     results = {p: run_policy(p, spec, flat) for p in POLICIES}
-    results["cost-aware"] = simulate(spec, flat, FourReplicas())
+    results["cost-aware"] = simulate(spec, flat, four_replicas())
     missed = Case("m", "t", Decimal(8), 550.0, results, spec, continuing=continuing_optimum(spec, flat))
     ratio = missed.continuing_ratio()
     assert ratio is not None and not missed.goal_met

@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossover.sim.bench import run_bench
+    from crossover.sim.bench import goal_tally, run_bench
 
     manifests = sorted(args.examples_dir.glob("*.yaml"))
     traces = sorted(args.traces_dir.glob("*.csv"))
@@ -33,8 +33,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"crossover bench: need manifests in {args.examples_dir} and traces in {args.traces_dir}")
         return 2
     cases = run_bench(manifests, traces, args.out, lambda line: print(line, flush=True))
-    goal = [c for c in cases if c.trivial is None]
-    print(
-        f"wrote {args.out / 'RESULTS.md'}: goal met in {sum(c.goal_met for c in goal)} of {len(goal)} non-trivial cases"
-    )
+    met, counted = goal_tally(cases)
+    print(f"wrote {args.out / 'RESULTS.md'}: goal met in {met} of {counted} non-trivial cases")
     return 0
